@@ -1,0 +1,104 @@
+//! One tracker per delayed response: it reports the outcome exactly once, and
+//! when it is dropped before that, the client went away (or the server is
+//! shutting down).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::{AbortReason, Config, Outcome};
+
+/// Shared between a handle-mode response and its completions: closed when the
+/// response is over for any reason, with the abort reason set first when it
+/// was aborted.
+#[derive(Debug, Default)]
+pub(crate) struct AbortCell {
+    pub(crate) closed: CancellationToken,
+    pub(crate) reason: OnceLock<AbortReason>,
+}
+
+/// Follows a response from its start to its outcome.
+///
+/// It lives in the response future and then moves into the body, so that it is
+/// dropped exactly when hyper gives up on the response. hyper drops the future
+/// or the body when the client disconnects (FIN, RST, RST_STREAM) or a write
+/// fails, which is why `Drop` is the abort signal. It is disarmed by `finish`.
+pub(crate) struct Tracker {
+    cfg: Arc<Config>,
+    mode: &'static str,
+    span: tracing::Span,
+    started: Instant,
+    cell: Option<Arc<AbortCell>>,
+    done: bool,
+}
+
+impl Tracker {
+    pub(crate) fn new(cfg: Arc<Config>, mode: &'static str, cell: Option<Arc<AbortCell>>) -> Self {
+        let span = tracing::debug_span!("delayed_response", mode);
+        tracing::debug!(parent: &span, "start");
+        Tracker {
+            cfg,
+            mode,
+            span,
+            started: Instant::now(),
+            cell,
+            done: false,
+        }
+    }
+
+    pub(crate) fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// Reports `outcome` unless an outcome was already reported.
+    pub(crate) fn finish(&mut self, outcome: Outcome) {
+        if std::mem::replace(&mut self.done, true) {
+            return;
+        }
+        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::Done => {
+                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "done")
+            }
+            Outcome::Timeout => {
+                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "timeout")
+            }
+            Outcome::Error => {
+                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "error")
+            }
+            Outcome::Aborted(reason) => {
+                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, ?reason, "abort");
+                if let Some(cell) = &self.cell {
+                    let _ = cell.reason.set(reason);
+                }
+                if let Some(hook) = &self.cfg.hooks.on_abort {
+                    hook(reason);
+                }
+            }
+        }
+        if let Some(cell) = &self.cell {
+            cell.closed.cancel();
+        }
+        if let Some(hook) = &self.cfg.hooks.on_outcome {
+            hook(outcome);
+        }
+    }
+
+    /// Why the response is going away now: shutdown if the server said so.
+    pub(crate) fn abort_reason(&self) -> AbortReason {
+        match &self.cfg.shutdown {
+            Some(s) if s.is_triggered() => AbortReason::Shutdown,
+            _ => AbortReason::ClientGone,
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        if !self.done {
+            let reason = self.abort_reason();
+            self.finish(Outcome::Aborted(reason));
+        }
+    }
+}
