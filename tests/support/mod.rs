@@ -1,0 +1,285 @@
+//! Shared test helpers: a server on 127.0.0.1:0, a raw TCP client that shows
+//! exactly what went over the wire, and an HTTP/1 response reader that tells a
+//! complete chunked body from a cut one.
+#![allow(dead_code, unreachable_pub)]
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use delayed_response::server::Server;
+use delayed_response::{BoxError, Shutdown};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long a test waits for anything before failing.
+pub const PATIENCE: Duration = Duration::from_secs(5);
+
+/// A server running `delayed_response::server` on 127.0.0.1:0.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub shutdown: Shutdown,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    /// Stops accepting, triggers the shutdown signal and waits (up to the
+    /// grace period) for connections to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
+    }
+}
+
+/// Serves a hyper service on 127.0.0.1:0.
+pub async fn serve<S, B>(service: S) -> TestServer
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = Shutdown::new();
+    let server = Server::new()
+        .grace_period(Duration::from_secs(2))
+        .shutdown_signal(shutdown.clone());
+    let task = tokio::spawn(server.serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        shutdown,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Serves an async function of the request.
+pub async fn serve_fn<F, Fut, B>(f: F) -> TestServer
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    serve(hyper::service::service_fn(move |req| {
+        let fut = f(req);
+        async move { Ok::<_, Infallible>(fut.await) }
+    }))
+    .await
+}
+
+/// Connects and writes `request` as it is.
+pub async fn send_raw(addr: SocketAddr, request: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream
+}
+
+/// A `GET path` with `Connection: close`.
+pub async fn get(addr: SocketAddr, path: &str) -> TcpStream {
+    send_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+/// Reads from `stream` until `needle` has been seen; returns all bytes read.
+/// Panics after [`PATIENCE`], or if the stream ends first.
+pub async fn read_until(stream: &mut TcpStream, buf: &mut Vec<u8>, needle: &[u8]) {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            if find(buf, needle).is_some() {
+                return;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "stream ended before {:?}; got {:?}",
+                String::from_utf8_lossy(needle),
+                String::from_utf8_lossy(buf)
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {:?}; got {:?}",
+            String::from_utf8_lossy(needle),
+            String::from_utf8_lossy(buf)
+        )
+    })
+}
+
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An HTTP/1.1 response as read off the wire.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+    /// The body's data chunks as they were framed (chunked responses).
+    pub chunks: Vec<Vec<u8>>,
+    /// Did the body end properly (final chunk, or all of Content-Length)?
+    pub complete: bool,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one whole response (until its body ends or the connection closes).
+pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
+    tokio::time::timeout(PATIENCE, read_response_inner(stream))
+        .await
+        .expect("timed out reading the response")
+}
+
+async fn read_response_inner(stream: &mut TcpStream) -> RawResponse {
+    let mut buf = Vec::new();
+    // Head.
+    let head_end = loop {
+        if let Some(i) = find(&buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = stream.read(&mut chunk).await.unwrap_or(0);
+        assert!(n > 0, "connection closed before a response head: {buf:?}");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (n, v) = l.split_once(':').unwrap();
+            (n.trim().to_ascii_lowercase(), v.trim().to_string())
+        })
+        .collect();
+    let mut rest = buf[head_end..].to_vec();
+    let get = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let mut res = RawResponse {
+        status,
+        headers: headers.clone(),
+        body: Vec::new(),
+        chunks: Vec::new(),
+        complete: false,
+    };
+    if status == 204 || status == 304 || (100..200).contains(&status) {
+        res.complete = true;
+        return res;
+    }
+    if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        loop {
+            // Parse as many whole chunks as are buffered.
+            loop {
+                let Some(line_end) = find(&rest, b"\r\n") else {
+                    break;
+                };
+                let size_str = String::from_utf8_lossy(&rest[..line_end]).into_owned();
+                let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
+                    .expect("bad chunk size");
+                if size == 0 {
+                    res.complete = true;
+                    return res;
+                }
+                if rest.len() < line_end + 2 + size + 2 {
+                    break;
+                }
+                let data = rest[line_end + 2..line_end + 2 + size].to_vec();
+                res.body.extend_from_slice(&data);
+                res.chunks.push(data);
+                rest.drain(..line_end + 2 + size + 2);
+            }
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return res,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+            }
+        }
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().unwrap();
+        loop {
+            if rest.len() >= len {
+                res.body = rest[..len].to_vec();
+                res.complete = true;
+                return res;
+            }
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    res.body = rest;
+                    return res;
+                }
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+            }
+        }
+    } else {
+        // Close-delimited.
+        loop {
+            let mut chunk = [0u8; 65536];
+            match stream.read(&mut chunk).await {
+                Ok(0) => {
+                    res.body = rest;
+                    res.complete = true;
+                    return res;
+                }
+                Err(_) => {
+                    res.body = rest;
+                    return res;
+                }
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A one-shot signal a test can await instead of sleeping.
+pub fn signal<T>() -> (oneshot::Sender<T>, oneshot::Receiver<T>) {
+    oneshot::channel()
+}
+
+/// Awaits `fut` for at most [`PATIENCE`], failing the test with `what`.
+pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(PATIENCE, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
