@@ -9,6 +9,9 @@ mod body;
 pub mod delayed;
 mod error;
 pub mod server;
+#[cfg(feature = "signal")]
+pub mod signal;
+pub mod sse;
 
 pub use body::Body;
 #[cfg(feature = "json")]
