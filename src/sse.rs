@@ -232,10 +232,7 @@ mod tests {
             .id("7")
             .event("join")
             .comment("hi");
-        assert_eq!(
-            enc(e),
-            ": hi\nevent: join\nid: 7\nretry: 1500\ndata: x\n\n"
-        );
+        assert_eq!(enc(e), ": hi\nevent: join\nid: 7\nretry: 1500\ndata: x\n\n");
     }
 
     #[test]

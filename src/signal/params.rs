@@ -140,7 +140,10 @@ fn insert(slot: &mut Value, path: &[Seg<'_>], value: String) {
 
 /// Picks `token`, `data` and `cid` out of a parsed body.
 pub(crate) fn outgoing(body: &Value) -> Outgoing<'_> {
-    let token = body.get("token").and_then(Value::as_str).and_then(Id::parse);
+    let token = body
+        .get("token")
+        .and_then(Value::as_str)
+        .and_then(Id::parse);
     let data = match body.get("data") {
         None | Some(Value::Null) => None,
         Some(data) => Some(data.to_string()),
@@ -190,7 +193,10 @@ mod tests {
     #[test]
     fn form_brackets_nest_and_values_are_strings() {
         let v = parse(Format::Form, b"token=t&data[x]=555&data[y][z]=1").unwrap();
-        assert_eq!(v, json!({"token": "t", "data": {"x": "555", "y": {"z": "1"}}}));
+        assert_eq!(
+            v,
+            json!({"token": "t", "data": {"x": "555", "y": {"z": "1"}}})
+        );
     }
 
     #[test]

@@ -267,7 +267,9 @@ impl Registry {
     }
 
     fn at_swarm_limit(&self, swarms: &HashMap<Id, Arc<Swarm>>) -> bool {
-        self.config.max_swarms.is_some_and(|max| swarms.len() >= max)
+        self.config
+            .max_swarms
+            .is_some_and(|max| swarms.len() >= max)
     }
 
     /// `GET /{id}`: joins an open swarm.
@@ -283,7 +285,11 @@ impl Registry {
             let mut st = lock(&swarm.state);
             if !st.open {
                 Err(Refusal::NoSwarm)
-            } else if self.config.max_peers.is_some_and(|max| st.peers.len() >= max) {
+            } else if self
+                .config
+                .max_peers
+                .is_some_and(|max| st.peers.len() >= max)
+            {
                 Err(Refusal::SwarmFull)
             } else {
                 st.tokens.insert(token, cid);
@@ -471,7 +477,8 @@ impl SwarmState {
         self.tokens.remove(&peer.token);
         if slow {
             tracing::debug!(swarm = %swarm_id, %cid, "peer too slow; disconnected");
-            peer.completion.fail("peer too slow: its event queue is full");
+            peer.completion
+                .fail("peer too slow: its event queue is full");
         } else {
             tracing::debug!(swarm = %swarm_id, %cid, "peer left");
         }
@@ -524,7 +531,9 @@ mod tests {
         let id = Id::random().unwrap();
         let s = id.to_string();
         assert_eq!(s.len(), 32);
-        assert!(s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert!(s
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
         assert!(Id::parse(&s) == Some(id));
     }
 

@@ -190,8 +190,7 @@ where
     if declared.is_some_and(|len| len > limit as u64) {
         return too_large();
     }
-    let Some(format) = params::format(req.headers.get(CONTENT_TYPE).map(|v| v.as_bytes()))
-    else {
+    let Some(format) = params::format(req.headers.get(CONTENT_TYPE).map(|v| v.as_bytes())) else {
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send application/json or application/x-www-form-urlencoded",
