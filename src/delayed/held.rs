@@ -419,11 +419,18 @@ impl http_body::Body for HeldBody {
                             Poll::Pending
                         }
                         Poll::Ready(Some(Ok(frame))) => {
-                            this.state = State::Rendering {
-                                body,
-                                tracker,
-                                outcome,
-                            };
+                            // hyper stops polling once `is_end_stream` is true
+                            // and drops the body without asking for `None`:
+                            // finish now, or the drop would look like an abort.
+                            if body.is_end_stream() {
+                                tracker.finish(outcome);
+                            } else {
+                                this.state = State::Rendering {
+                                    body,
+                                    tracker,
+                                    outcome,
+                                };
+                            }
                             Poll::Ready(Some(Ok(frame)))
                         }
                         Poll::Ready(Some(Err(error))) => {
