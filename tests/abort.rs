@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Close {
     Drop,
-    HalfClose,
+    HalfCloseWrite,
     Reset,
 }
 
@@ -88,7 +88,7 @@ async fn close(stream: TcpStream, how: Close) -> Instant {
             drop(stream);
             t0
         }
-        Close::HalfClose => {
+        Close::HalfCloseWrite => {
             let t0 = Instant::now();
             stream.shutdown().await.unwrap();
             // Keep the read side open: only the FIN went out.
@@ -139,7 +139,7 @@ async fn h1_handler_pending_client_drops() {
 
 #[tokio::test]
 async fn h1_handler_pending_client_half_closes() {
-    handler_pending_case(Close::HalfClose).await;
+    handler_pending_case(Close::HalfCloseWrite).await;
 }
 
 #[tokio::test]
@@ -174,7 +174,7 @@ async fn h1_body_pending_client_drops() {
 
 #[tokio::test]
 async fn h1_body_pending_client_half_closes() {
-    body_pending_case(Close::HalfClose).await;
+    body_pending_case(Close::HalfCloseWrite).await;
 }
 
 #[tokio::test]

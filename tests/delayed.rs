@@ -211,17 +211,10 @@ async fn case08_start_timeout_after_the_head_renders_the_hook_body() {
     assert_eq!(*outcome.lock().unwrap(), [Outcome::Timeout]);
 }
 
-/// 9. A second `start()` threw 'instance already started'. In Rust the
-/// finishing methods take the builder by value, so it cannot happen:
-///
-/// ```compile_fail
-/// let d = delayed_response::DelayedResponse::new();
-/// let _a = d.start(async {});
-/// let _b = d.start(async {});
-/// ```
-///
-/// (That doctest lives in the crate docs of `DelayedResponse`; here the case
-/// checks the other half: the response then ends with 202.)
+// 9. A second `start()` threw 'instance already started'. In Rust the
+// finishing methods take the builder by value, so it cannot compile (a
+// `compile_fail` doctest on `DelayedResponse` pins that); this case checks the
+// other half: the response then ends with 202.
 #[tokio::test(start_paused = true)]
 async fn case09_a_started_response_ends_with_202() {
     let (response, completion) = DelayedResponse::new()
