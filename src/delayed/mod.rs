@@ -128,6 +128,8 @@ pub(crate) struct Config {
     detach: bool,
     max_buffered: usize,
     shutdown: Option<Shutdown>,
+    /// A HEAD request: hyper sends the head and drops the body unpolled.
+    head_request: bool,
     hooks: Hooks,
 }
 
@@ -146,6 +148,7 @@ impl Default for Config {
             detach: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
             shutdown: None,
+            head_request: false,
             hooks: Hooks::default(),
         }
     }
@@ -179,6 +182,15 @@ impl Default for Config {
 /// fires after the response finished normally, and on server shutdown the
 /// reason is [`AbortReason::Shutdown`]. See the crate docs for the cases hyper
 /// cannot see (an unread upload, `half_close`).
+///
+/// The finishing methods take the builder by value, so a response cannot be
+/// started twice (the original library threw at run time):
+///
+/// ```compile_fail
+/// let d = delayed_response::DelayedResponse::new();
+/// let _a = d.start(async {});
+/// let _b = d.start(async {}); // error: use of moved value
+/// ```
 ///
 /// # Examples
 ///
@@ -233,8 +245,15 @@ impl DelayedResponse {
     /// A builder that listens to the [`Shutdown`] signal found in the
     /// request's extensions (which [`server::serve`](crate::server::serve)
     /// puts there).
+    ///
+    /// It also notes a `HEAD` request: hyper sends only the head of its
+    /// response and drops the body unread, which is then a normal end, not
+    /// an abort.
     pub fn for_request<B>(req: &Request<B>) -> Self {
-        let builder = DelayedResponse::new();
+        let mut builder = DelayedResponse::new();
+        if req.method() == http::Method::HEAD {
+            builder.cfg().head_request = true;
+        }
         match req.extensions().get::<Shutdown>() {
             Some(s) => builder.shutdown(s.clone()),
             None => builder,
