@@ -26,6 +26,12 @@
 //! | `leave` | the initiator, when another peer leaves | `{"id": swarm, "cid": leaver}` |
 //! | `signal` | every peer, or the one `cid` | `{"from": sender, "data": data}` (see [`envelope`](SignalBuilder::envelope)) |
 //!
+//! Streams carry `Content-Type: text/event-stream; charset=utf-8`,
+//! `Cache-Control: no-cache` and `X-Accel-Buffering: no` (so nginx does not
+//! hold events back), and no `Connection` header (HTTP/2-safe). Every peer's
+//! stream is a handle-mode [`DelayedResponse`](crate::DelayedResponse) that
+//! listens to the server's [`Shutdown`](crate::Shutdown) signal.
+//!
 //! When the initiator leaves, every other stream ends cleanly and the swarm is
 //! gone (its id gives 404). Between events the stream carries the SSE comment
 //! `:\n\n` every [`keep_alive`](SignalBuilder::keep_alive) (15 s), so proxies
@@ -37,9 +43,11 @@
 //! # POST /{id}
 //!
 //! The body is JSON (`application/json`, `application/*+json` types koa
-//! accepted) or a form (`application/x-www-form-urlencoded`, with bracket
-//! nesting: `data[x]=5` is `{"data": {"x": "5"}}`, every form value is a
-//! string). The checks, in order:
+//! accepted) or a form (`application/x-www-form-urlencoded`, with `qs`-style
+//! brackets up to 5 levels: `data[x]=5` is `{"data": {"x": "5"}}`, `a[]=1&a[]=2`
+//! and `a=1&a=2` are arrays, every form value is a string). Content types are
+//! matched case-insensitively; anything else, `text/plain` included, is `415`.
+//! The checks, in order:
 //!
 //! | check | status |
 //! |---|---|
@@ -51,7 +59,7 @@
 //! | `token` is not the token of a current peer of this swarm | `401` |
 //! | no `data` (missing or `null`; `0`, `false` and `""` are data) | `400` |
 //! | `cid` is not a string | `400` |
-//! | `cid` given and not a current peer | `404` |
+//! | `cid` given and not a current peer (or too slow: it has just been disconnected) | `404` |
 //! | sent | `200`, `OK` |
 //!
 //! A token belongs to one peer: the signal carries that peer's cid as
