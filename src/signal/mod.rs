@@ -70,7 +70,7 @@
 //! | setting | default |
 //! |---|---|
 //! | [`body_limit`](SignalBuilder::body_limit) | 10 KiB ([`DEFAULT_BODY_LIMIT`]) |
-//! | [`keep_alive`](SignalBuilder::keep_alive) | 15 s ([`sse::DEFAULT_KEEP_ALIVE`](crate::sse::DEFAULT_KEEP_ALIVE)) |
+//! | [`keep_alive`](SignalBuilder::keep_alive) | 15 s ([`DEFAULT_KEEP_ALIVE`](crate::sse::DEFAULT_KEEP_ALIVE)) |
 //! | [`peer_queue_bytes`](SignalBuilder::peer_queue_bytes) | 64 KiB ([`DEFAULT_PEER_QUEUE_BYTES`]) |
 //! | [`max_peers`](SignalBuilder::max_peers) | no limit |
 //! | [`max_swarms`](SignalBuilder::max_swarms) | no limit |
