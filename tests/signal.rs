@@ -701,3 +701,118 @@ async fn works_under_axum_nest_service() {
     assert_eq!(a.expect("signal").await["data"], "hi");
     task.abort();
 }
+
+// ---- HTTP/2 ----
+
+/// Reads data frames from an HTTP/2 event stream until `needle` has arrived.
+async fn h2_read_until(body: &mut hyper::body::Incoming, buf: &mut String, needle: &str) {
+    use http_body_util::BodyExt;
+    within(needle, async {
+        while !buf.contains(needle) {
+            let frame = body.frame().await.expect("stream ended").unwrap();
+            if let Ok(data) = frame.into_data() {
+                buf.push_str(std::str::from_utf8(&data).unwrap());
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn works_over_http2_and_an_rst_stream_is_a_leave() {
+    use http_body_util::{BodyExt, Empty, Full};
+
+    let signal = Signal::new();
+    let server = serve(signal.clone()).await;
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let get = |path: String| {
+        http::Request::get(format!("http://test{path}"))
+            .body(Empty::<bytes::Bytes>::new().boxed())
+            .unwrap()
+    };
+
+    let res = send.send_request(get("/".into())).await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert!(res.headers().get("connection").is_none());
+    let mut init = res.into_body();
+    let mut init_buf = String::new();
+    h2_read_until(&mut init, &mut init_buf, "}\n\n").await;
+    let connect: Value = serde_json::from_str(
+        init_buf
+            .split("data: ")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('\n'),
+    )
+    .unwrap();
+    let (id, token) = (s(&connect, "id"), s(&connect, "token"));
+
+    let res = send.send_request(get(format!("/{id}"))).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let mut joiner = res.into_body();
+    let mut joiner_buf = String::new();
+    h2_read_until(&mut joiner, &mut joiner_buf, "event: connect").await;
+    h2_read_until(&mut init, &mut init_buf, "event: join").await;
+
+    let post = http::Request::post(format!("http://test/{id}"))
+        .header("content-type", "application/json")
+        .body(
+            Full::new(bytes::Bytes::from(
+                json!({"token": token, "data": "over h2"}).to_string(),
+            ))
+            .boxed(),
+        )
+        .unwrap();
+    let res = send.send_request(post).await.unwrap();
+    assert_eq!(res.status(), 200);
+    h2_read_until(&mut joiner, &mut joiner_buf, "\"over h2\"").await;
+
+    // Dropping the initiator's body resets its stream: the swarm ends, and
+    // the joiner's stream ends cleanly.
+    drop(init);
+    let end = within("the joiner's stream to end", async {
+        loop {
+            match joiner.frame().await {
+                None => break true,
+                Some(Err(_)) => break false,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end, "the joiner's stream was reset, not ended");
+    assert_eq!(signal.swarm_count(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_413() {
+    // No Content-Length to check first: the limit applies while reading.
+    let server = serve(Signal::builder().body_limit(100).build()).await;
+    let init = create(server.addr).await;
+    let body = format!(
+        r#"{{"token":"{}","data":"{}"}}"#,
+        init.token,
+        "x".repeat(200)
+    );
+    let mut stream = send_raw(
+        server.addr,
+        &format!(
+            "POST /{} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+            init.id,
+            body.len()
+        ),
+    )
+    .await;
+    let res = read_response(&mut stream).await;
+    assert_eq!(res.status, 413);
+    assert_eq!(res.text(), "the body is over the limit\n");
+    server.stop().await;
+}
