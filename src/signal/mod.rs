@@ -226,6 +226,12 @@ impl SignalBuilder {
     /// counts as leaving, so it never holds up the swarm or grows memory.
     /// One event larger than the limit is still sent to a peer with nothing
     /// waiting.
+    ///
+    /// The queue fills only once the socket's send buffer and hyper's write
+    /// buffer are full (a few MiB on Linux loopback), so a peer is found to
+    /// be slow after that much plus this limit. Its connection then stays
+    /// open, holding only those buffers, until the client reads or goes
+    /// away; it is already out of the swarm.
     pub fn peer_queue_bytes(mut self, bytes: usize) -> Self {
         self.config.peer_queue_bytes = bytes;
         self

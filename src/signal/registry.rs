@@ -526,6 +526,8 @@ fn random() -> Result<Id, Refusal> {
 mod tests {
     use super::*;
 
+    // koa-signal drew ids and tokens from Math.random; these come from the
+    // OS CSPRNG (getrandom), in koa-signal's 32-lowercase-hex shape.
     #[test]
     fn ids_round_trip_as_32_lowercase_hex() {
         let id = Id::random().unwrap();
