@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! ulimit -n 8192
-//! cargo run --release --example signal_load -- [--peers 1000] [--signals 1000] [--rate 0]
+//! cargo run --release --example signal_load -- [--peers 1000] [--signals 1000] [--rate 0] \
+//!     [--http1-only] [--baseline]
 //! ```
 //!
 //! It starts the server in a child process (itself, with `--serve`), so that
@@ -18,6 +19,11 @@
 //! flight; `--rate N` paces them to N per second, 0 sends back to back). Each
 //! signal carries the time it was sent; every peer (the initiator included)
 //! notes the delay from that time to the moment it parsed the event.
+//!
+//! `--http1-only` serves with `Server::http1_only(true)`; `--baseline`
+//! replaces the signal service by bare hyper (every GET gets one `connect`
+//! event, then a body that stays pending) to measure what a held connection
+//! costs without this crate's service.
 //!
 //! Output: latency p50/p99/max over every delivery, deliveries per second
 //! (from the first POST to the last receipt), and server RSS per idle peer.
@@ -41,6 +47,7 @@ struct Args {
     rate: u64,
     serve: bool,
     baseline: bool,
+    http1_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -50,6 +57,7 @@ fn parse_args() -> Result<Args, String> {
         rate: 0,
         serve: false,
         baseline: false,
+        http1_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,6 +72,7 @@ fn parse_args() -> Result<Args, String> {
             "--rate" => args.rate = value("--rate")?,
             "--serve" => args.serve = true,
             "--baseline" => args.baseline = true,
+            "--http1-only" => args.http1_only = true,
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -75,12 +84,12 @@ async fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
-            eprintln!("{msg}\nusage: signal_load [--peers N] [--signals N] [--rate PER_SEC]");
+            eprintln!("{msg}\nusage: signal_load [--peers N] [--signals N] [--rate PER_SEC] [--http1-only] [--baseline]");
             std::process::exit(2);
         }
     };
     if args.serve {
-        serve(args.baseline).await;
+        serve(args.baseline, args.http1_only).await;
     } else {
         client(args).await;
     }
@@ -89,7 +98,7 @@ async fn main() {
 /// The server side: prints its address, serves until stdin closes. The
 /// baseline is bare hyper: every GET gets a stream that sends one
 /// `connect` event and then waits forever.
-async fn serve(baseline: bool) {
+async fn serve(baseline: bool, http1_only: bool) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap());
     let stop = async {
@@ -97,6 +106,7 @@ async fn serve(baseline: bool) {
         let mut buf = [0u8; 1];
         let _ = stdin.read(&mut buf).await;
     };
+    let server = server::Server::new().http1_only(http1_only);
     if baseline {
         let service = hyper::service::service_fn(|_req| async {
             let connect = format!(
@@ -109,9 +119,9 @@ async fn serve(baseline: bool) {
             );
             Ok::<_, std::convert::Infallible>(http::Response::new(body))
         });
-        let _ = server::serve(listener, service, stop).await;
+        let _ = server.serve(listener, service, stop).await;
     } else {
-        let _ = server::serve(listener, Signal::new(), stop).await;
+        let _ = server.serve(listener, Signal::new(), stop).await;
     }
 }
 
@@ -141,11 +151,14 @@ fn cpu_ms(pid: &str) -> u64 {
     (ticks(11) + ticks(12)) * 10
 }
 
-async fn start_server(baseline: bool) -> (Child, SocketAddr) {
+async fn start_server(args: &Args) -> (Child, SocketAddr) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.arg("--serve");
-    if baseline {
+    if args.baseline {
         cmd.arg("--baseline");
+    }
+    if args.http1_only {
+        cmd.arg("--http1-only");
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -233,7 +246,7 @@ async fn read_peer(
 }
 
 async fn client(args: Args) {
-    let (mut child, addr) = start_server(args.baseline).await;
+    let (mut child, addr) = start_server(&args).await;
     let pid = child.id();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss_empty = rss_kib(pid);
