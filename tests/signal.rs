@@ -150,6 +150,7 @@ async fn when_the_initiator_leaves_every_joiner_stream_ends_cleanly() {
     }
     drop(init.stream);
     for j in &mut joiners {
+        assert_eq!(j.stream.expect("close").await, json!({"id": init.id}));
         assert!(j.stream.end().await, "a joiner's stream was cut, not ended");
     }
     // The swarm left the registry before the streams were ended.
@@ -666,8 +667,9 @@ async fn server_shutdown_ends_streams_and_forgets_swarms() {
     init.stream.expect("join").await;
     server.shutdown.trigger();
     // Ended by the shutdown (abnormally, so an EventSource reconnects).
-    let _ = init.stream.end().await;
-    let _ = a.stream.end().await;
+    // (The joiner may see `close` first: the initiator's end closes the swarm.)
+    while init.stream.next_event().await.is_some() {}
+    while a.stream.next_event().await.is_some() {}
     eventually("the swarm to close", || signal.swarm_count() == 0).await;
     server.stop().await;
 }
@@ -782,12 +784,17 @@ async fn works_over_http2_and_an_rst_stream_is_a_leave() {
             match joiner.frame().await {
                 None => break true,
                 Some(Err(_)) => break false,
-                Some(Ok(_)) => {}
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        joiner_buf.push_str(std::str::from_utf8(&data).unwrap());
+                    }
+                }
             }
         }
     })
     .await;
     assert!(end, "the joiner's stream was reset, not ended");
+    assert!(joiner_buf.ends_with(&format!("event: close\ndata: {{\"id\":\"{id}\"}}\n\n")));
     assert_eq!(signal.swarm_count(), 0);
     server.stop().await;
 }

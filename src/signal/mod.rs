@@ -25,6 +25,7 @@
 //! | `join` | the initiator | `{"id": swarm, "cid": joiner}` |
 //! | `leave` | the initiator, when another peer leaves | `{"id": swarm, "cid": leaver}` |
 //! | `signal` | every peer, or the one `cid` | `{"from": sender, "data": data}` (see [`envelope`](SignalBuilder::envelope)) |
+//! | `close` | every other peer, when the initiator left; then the stream ends | `{"id": swarm}` |
 //!
 //! Streams carry `Content-Type: text/event-stream; charset=utf-8`,
 //! `Cache-Control: no-cache` and `X-Accel-Buffering: no` (so nginx does not
@@ -32,7 +33,9 @@
 //! stream is a handle-mode [`DelayedResponse`](crate::DelayedResponse) that
 //! listens to the server's [`Shutdown`](crate::Shutdown) signal.
 //!
-//! When the initiator leaves, every other stream ends cleanly and the swarm is
+//! When the initiator leaves, every other stream gets `close` and ends
+//! cleanly (a browser should then `close()` its `EventSource`, which would
+//! otherwise reconnect and get 404), and the swarm is
 //! gone (its id gives 404). Between events the stream carries the SSE comment
 //! `:\n\n` every [`keep_alive`](SignalBuilder::keep_alive) (15 s), so proxies
 //! keep it open and peers that vanished without a FIN are found by a failed

@@ -349,8 +349,8 @@ impl Registry {
         }
     }
 
-    /// Ends the swarm: every remaining stream ends cleanly, and the id is
-    /// forgotten.
+    /// Ends the swarm: every remaining stream gets `close` and ends cleanly,
+    /// and the id is forgotten.
     fn close(&self, swarm: &Arc<Swarm>) {
         let peers = {
             let mut st = lock(&swarm.state);
@@ -365,8 +365,14 @@ impl Registry {
             }
         }
         tracing::debug!(swarm = %swarm.id, peers = peers.len(), "swarm closed");
+        // A last `close` event, so that a browser can `close()` its
+        // EventSource instead of reconnecting to a swarm that is gone.
+        let event = Event::new()
+            .event("close")
+            .data(format!(r#"{{"id":"{}"}}"#, swarm.id))
+            .encode();
         for peer in peers.into_values() {
-            peer.completion.end(());
+            peer.completion.end(event.clone());
         }
     }
 
