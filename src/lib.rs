@@ -85,7 +85,14 @@
 mod body;
 pub mod delayed;
 mod error;
+#[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
+mod id;
+#[cfg(feature = "park")]
+pub mod park;
+pub mod proxy;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::Body;
 #[cfg(feature = "json")]
