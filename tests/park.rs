@@ -50,6 +50,23 @@ async fn original(store: &Store, prefer: Option<&str>, work_secs: u64) -> Respon
         .await
 }
 
+/// Set when the value it guards is dropped: shows that parked work was
+/// cancelled.
+struct DropFlag(Arc<AtomicBool>);
+
+impl DropFlag {
+    fn new() -> (DropFlag, Arc<AtomicBool>) {
+        let flag = Arc::new(AtomicBool::new(false));
+        (DropFlag(flag.clone()), flag)
+    }
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 fn location(headers: &HeaderMap) -> String {
     headers["location"].to_str().unwrap().to_string()
 }
@@ -176,14 +193,7 @@ async fn unknown_malformed_and_expired_ids_are_404() {
 async fn delete_cancels_the_running_work() {
     let store = Store::new();
     let svc = StatusService::new(store.clone());
-    let cancelled = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let flag = Flag(cancelled.clone());
+    let (flag, cancelled) = DropFlag::new();
     let req = request("POST", "/reports", None);
     let res = DelayedResponse::for_request(&req)
         .timeout(S)
@@ -255,14 +265,7 @@ async fn a_store_full_of_running_jobs_refuses_with_503() {
             StatusCode::ACCEPTED
         );
     }
-    let dropped = Arc::new(AtomicBool::new(false));
-    struct Flag(Arc<AtomicBool>);
-    impl Drop for Flag {
-        fn drop(&mut self) {
-            self.0.store(true, Ordering::SeqCst);
-        }
-    }
-    let flag = Flag(dropped.clone());
+    let (flag, dropped) = DropFlag::new();
     let req = request("POST", "/reports", None);
     let res = DelayedResponse::for_request(&req)
         .timeout(S)

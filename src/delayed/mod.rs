@@ -575,18 +575,8 @@ async fn wait_parked(cfg: Arc<Config>, parking: Parking, mut work: BoxWork) -> R
     } else {
         wait_pref.or(cfg.timeout)
     };
-    let deadline_passed = async {
-        match deadline {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let shutdown = async {
-        match &cfg.shutdown {
-            Some(s) => s.triggered().await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline_passed = sleep_or_never(deadline);
+    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
     tokio::select! {
         biased;
         reply = &mut work => {
@@ -643,18 +633,8 @@ where
     } else {
         Either::Right(async move { work.await.into_reply() })
     };
-    let deadline = async {
-        match cfg.timeout {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
-        }
-    };
-    let shutdown = async {
-        match &cfg.shutdown {
-            Some(s) => s.triggered().await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline = sleep_or_never(cfg.timeout);
+    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
     tokio::select! {
         biased;
         reply = work => held::render_early(cfg.clone(), tracker, reply),
@@ -666,6 +646,22 @@ where
             tracker.finish(Outcome::Aborted(AbortReason::Shutdown));
             held::shutdown_response()
         }
+    }
+}
+
+/// Resolves after `d`, or never.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when `shutdown` is triggered, or never.
+async fn shutdown_or_never(shutdown: Option<&Shutdown>) {
+    match shutdown {
+        Some(s) => s.triggered().await,
+        None => std::future::pending().await,
     }
 }
 
