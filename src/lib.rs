@@ -91,10 +91,17 @@
 mod body;
 pub mod delayed;
 mod error;
+#[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
+mod id;
+#[cfg(feature = "park")]
+pub mod park;
+pub mod proxy;
 pub mod server;
 #[cfg(feature = "signal")]
 pub mod signal;
 pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::Body;
 #[cfg(feature = "json")]

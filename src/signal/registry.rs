@@ -31,10 +31,8 @@ use crate::sse::Event;
 pub(crate) struct Id([u8; 16]);
 
 impl Id {
-    pub(crate) fn random() -> Result<Id, getrandom::Error> {
-        let mut bytes = [0u8; 16];
-        getrandom::fill(&mut bytes)?;
-        Ok(Id(bytes))
+    pub(crate) fn random() -> Result<Id, crate::Error> {
+        crate::id::random_bytes().map(Id)
     }
 
     /// Parses 32 lowercase hex characters; anything else is no id we issued.
@@ -90,9 +88,10 @@ impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Refusal::NoSwarm | Refusal::NoPeer | Refusal::PeerTooSlow => StatusCode::NOT_FOUND,
-            Refusal::SwarmFull | Refusal::TooManySwarms => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::SwarmFull | Refusal::TooManySwarms | Refusal::NoRandomness => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Refusal::BadToken => StatusCode::UNAUTHORIZED,
-            Refusal::NoRandomness => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
