@@ -12,9 +12,12 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], crate::Error> {
     Ok(buf)
 }
 
+// The text form of park's and the pipe's ids; signal writes hex instead.
+#[cfg(any(feature = "park", feature = "pipe"))]
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 /// Unpadded base64url (RFC 4648 §5).
+#[cfg(any(feature = "park", feature = "pipe"))]
 pub(crate) fn base64url(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
@@ -33,12 +36,13 @@ pub(crate) fn base64url(bytes: &[u8]) -> String {
 }
 
 /// Is `s` made only of base64url characters?
+#[cfg(any(feature = "park", feature = "pipe"))]
 pub(crate) fn is_base64url(s: &str) -> bool {
     s.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-#[cfg(test)]
+#[cfg(all(test, any(feature = "park", feature = "pipe")))]
 mod tests {
     use super::*;
 
