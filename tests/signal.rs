@@ -60,6 +60,13 @@ async fn join(addr: SocketAddr, id: &str) -> Peer {
     }
 }
 
+/// Joins `init`'s swarm and waits until the initiator has seen the `join`.
+async fn joined(addr: SocketAddr, init: &mut Peer) -> Peer {
+    let peer = join(addr, &init.id).await;
+    assert_eq!(init.stream.expect("join").await["cid"], peer.cid.as_str());
+    peer
+}
+
 async fn post_json(addr: SocketAddr, id: &str, body: Value) -> RawResponse {
     post(addr, &format!("/{id}"), JSON, &body.to_string()).await
 }
@@ -215,10 +222,8 @@ async fn form_broadcast_reaches_every_peer_and_a_direct_signal_only_its_target()
     let server = serve(Signal::new()).await;
     let addr = server.addr;
     let mut init = create(addr).await;
-    let mut a = join(addr, &init.id).await;
-    let mut b = join(addr, &init.id).await;
-    init.stream.expect("join").await;
-    init.stream.expect("join").await;
+    let mut a = joined(addr, &mut init).await;
+    let mut b = joined(addr, &mut init).await;
 
     let res = post(
         addr,
@@ -262,8 +267,7 @@ async fn form_broadcast_reaches_every_peer_and_a_direct_signal_only_its_target()
 async fn a_direct_signal_to_a_peer_that_left_is_404() {
     let server = serve(Signal::new()).await;
     let mut init = create(server.addr).await;
-    let a = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
+    let a = joined(server.addr, &mut init).await;
     drop(a.stream);
     init.stream.expect("leave").await;
     let res = post_json(
@@ -386,8 +390,7 @@ async fn fix_prototype_keys_are_unknown_ids_not_server_errors() {
 async fn fix_a_left_peers_token_is_revoked() {
     let server = serve(Signal::new()).await;
     let mut init = create(server.addr).await;
-    let a = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
+    let a = joined(server.addr, &mut init).await;
     drop(a.stream);
     init.stream.expect("leave").await;
     let res = post_json(server.addr, &init.id, json!({"token": a.token, "data": 1})).await;
@@ -403,8 +406,7 @@ async fn fix_a_token_is_bound_to_its_peer_and_swarm() {
     let server = serve(Signal::new()).await;
     let mut one = create(server.addr).await;
     let two = create(server.addr).await;
-    let mut a = join(server.addr, &one.id).await;
-    one.stream.expect("join").await;
+    let mut a = joined(server.addr, &mut one).await;
     let res = post_json(server.addr, &one.id, json!({"token": two.token, "data": 1})).await;
     assert_eq!(res.status, 401);
     let res = post_json(server.addr, &one.id, json!({"token": a.token, "data": 2})).await;
@@ -440,8 +442,7 @@ async fn envelope_off_sends_exactly_the_posted_data() {
 async fn echo_off_keeps_a_broadcast_from_its_sender() {
     let server = serve(Signal::builder().echo(false).build()).await;
     let mut init = create(server.addr).await;
-    let mut a = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
+    let mut a = joined(server.addr, &mut init).await;
     post_json(
         server.addr,
         &init.id,
@@ -541,19 +542,17 @@ async fn fix_a_slow_peer_is_disconnected_and_never_stalls_the_swarm() {
     let server = serve(signal.clone()).await;
     let addr = server.addr;
     let mut init = create(addr).await;
-    let mut fast = join(addr, &init.id).await;
+    let mut fast = joined(addr, &mut init).await;
     // The slow peer reads its head and `connect`, then never reads again.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let slow = SseStream::on(
+    let mut slow = SseStream::on(
         socket.connect(addr).await.unwrap(),
         &format!("/{}", init.id),
     )
     .await;
-    let mut slow = slow;
     let slow_cid = s(&slow.expect("connect").await, "cid");
-    init.stream.expect("join").await;
-    init.stream.expect("join").await;
+    assert_eq!(init.stream.expect("join").await["cid"], slow_cid.as_str());
 
     let data = "x".repeat(32 * 1024);
     let mut sent = 0;
@@ -617,10 +616,8 @@ async fn a_peer_that_vanishes_produces_leave_within_a_keep_alive_interval() {
     let keep_alive = Duration::from_millis(500);
     let server = serve(Signal::builder().keep_alive(keep_alive).build()).await;
     let mut init = create(server.addr).await;
-    let closed = join(server.addr, &init.id).await;
-    let reset = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
-    init.stream.expect("join").await;
+    let closed = joined(server.addr, &mut init).await;
+    let reset = joined(server.addr, &mut init).await;
 
     // A clean close (FIN).
     let t0 = Instant::now();
@@ -648,8 +645,7 @@ async fn a_half_closed_peer_counts_as_gone() {
     // default `half_close(false)`).
     let server = serve(Signal::new()).await;
     let mut init = create(server.addr).await;
-    let a = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
+    let a = joined(server.addr, &mut init).await;
     let mut socket = a.stream.into_inner();
     tokio::io::AsyncWriteExt::shutdown(&mut socket)
         .await
@@ -663,8 +659,7 @@ async fn server_shutdown_ends_streams_and_forgets_swarms() {
     let signal = Signal::new();
     let server = serve(signal.clone()).await;
     let mut init = create(server.addr).await;
-    let mut a = join(server.addr, &init.id).await;
-    init.stream.expect("join").await;
+    let mut a = joined(server.addr, &mut init).await;
     server.shutdown.trigger();
     // Ended by the shutdown (abnormally, so an EventSource reconnects).
     // (The joiner may see `close` first: the initiator's end closes the swarm.)
