@@ -818,3 +818,38 @@ async fn a_chunked_body_over_the_limit_is_413() {
     assert_eq!(res.text(), "the body is over the limit\n");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_slow_initiator_is_disconnected_and_its_swarm_ends() {
+    let signal = Signal::builder()
+        .peer_queue_bytes(8 * 1024)
+        .body_limit(64 * 1024)
+        .build();
+    let server = serve(signal.clone()).await;
+    let addr = server.addr;
+    // The initiator reads its head and `connect`, then never reads again.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut init = SseStream::on(socket.connect(addr).await.unwrap(), "/").await;
+    let id = s(&init.expect("connect").await, "id");
+    let mut a = join(addr, &id).await;
+
+    let data = "x".repeat(32 * 1024);
+    let mut sent = 0;
+    loop {
+        let res = post_json(addr, &id, json!({"token": a.token, "data": data})).await;
+        if res.status != 200 {
+            // The swarm is gone: the slow initiator took it with it.
+            assert_eq!(res.status, 404);
+            break;
+        }
+        assert_eq!(a.stream.expect("signal").await["data"], data.as_str());
+        sent += 1;
+        assert!(sent < 1000, "the slow initiator was never disconnected");
+    }
+    assert_eq!(a.stream.expect("close").await, json!({"id": id}));
+    assert!(a.stream.end().await);
+    assert_eq!(signal.swarm_count(), 0);
+    drop(init);
+    server.stop().await;
+}
