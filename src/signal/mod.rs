@@ -7,11 +7,16 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /` | `201`, a `text/event-stream` of a new swarm; this peer is its initiator |
-//! | `GET /{id}` | `200`, a stream joined to swarm `id`; `404` if there is no such swarm |
+//! | `GET /` | `201`, a `text/event-stream` of a new swarm; this peer is its initiator; `503` at [`max_swarms`](SignalBuilder::max_swarms) |
+//! | `GET /{id}` | `200`, a stream joined to swarm `id`; `404` if there is no such swarm; `503` at [`max_peers`](SignalBuilder::max_peers) |
 //! | `POST /{id}` | sends a `signal` (body: `token`, `data`, optional `cid`); `200 OK` |
 //! | other methods | `405`, `Allow: GET, POST` |
 //! | other paths | `404` |
+//!
+//! A `GET` whose `Accept` header is present and excludes `text/event-stream`
+//! (no `text/event-stream`, `text/*` or `*/*` with a `q` above 0) gets `406`.
+//! Without entropy from the OS (ids cannot be made) a `GET` gets `503`. Every
+//! refusal is one line of `text/plain`.
 //!
 //! Ids, cids and tokens are 32 lowercase hex characters (128 bits from the
 //! operating system's CSPRNG). Leading slashes are collapsed (`//id` is `/id`)
