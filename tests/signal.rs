@@ -853,3 +853,53 @@ async fn a_slow_initiator_is_disconnected_and_its_swarm_ends() {
     drop(init);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn allow_origin_adds_cors_headers_and_answers_preflights() {
+    let signal = Signal::builder()
+        .allow_origin(http::HeaderValue::from_static("https://app.example"))
+        .build();
+    let server = serve(signal.clone()).await;
+    let mut stream = send_raw(
+        server.addr,
+        "OPTIONS /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n",
+    )
+    .await;
+    let res = read_response(&mut stream).await;
+    assert_eq!(res.status, 204);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(
+        res.header("access-control-allow-methods"),
+        Some("GET, POST")
+    );
+    assert_eq!(
+        res.header("access-control-allow-headers"),
+        Some("content-type")
+    );
+    assert_eq!(res.header("vary"), Some("origin"));
+    assert_eq!(signal.swarm_count(), 0);
+
+    let init = create(server.addr).await;
+    assert_eq!(
+        init.stream.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let res = post_json(
+        server.addr,
+        &init.id,
+        json!({"token": init.token, "data": 1}),
+    )
+    .await;
+    assert_eq!(res.status, 200);
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    let res = post_json(server.addr, "555", json!({})).await;
+    assert_eq!(res.status, 404);
+    assert!(res.header("access-control-allow-origin").is_some());
+    server.stop().await;
+}

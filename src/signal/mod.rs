@@ -84,6 +84,7 @@
 //! | [`max_swarms`](SignalBuilder::max_swarms) | no limit |
 //! | [`envelope`](SignalBuilder::envelope) | on: `{"from", "data"}` |
 //! | [`echo`](SignalBuilder::echo) | on: a broadcast reaches its sender too |
+//! | [`allow_origin`](SignalBuilder::allow_origin) | none: no CORS headers, `OPTIONS` is `405` |
 //!
 //! # Examples
 //!
@@ -123,6 +124,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
+
 pub use service::ResponseFuture;
 
 use crate::sse;
@@ -144,6 +147,7 @@ pub(crate) struct Config {
     pub(crate) max_swarms: Option<usize>,
     pub(crate) envelope: bool,
     pub(crate) echo: bool,
+    pub(crate) allow_origin: Option<HeaderValue>,
 }
 
 impl Default for Config {
@@ -156,6 +160,7 @@ impl Default for Config {
             max_swarms: None,
             envelope: true,
             echo: true,
+            allow_origin: None,
         }
     }
 }
@@ -271,6 +276,29 @@ impl SignalBuilder {
     /// koa-signal.
     pub fn echo(mut self, yes: bool) -> Self {
         self.config.echo = yes;
+        self
+    }
+
+    /// Lets pages from `origin` (`"*"` for any, or one origin such as
+    /// `"https://app.example"`) use the service across origins (CORS):
+    /// every answer gets `Access-Control-Allow-Origin`, and an `OPTIONS`
+    /// preflight gets `204` with the allowed methods (`GET, POST`) and
+    /// request header (`Content-Type`), cached for 10 minutes. Off by
+    /// default: `OPTIONS` gets `405` like any other method.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use delayed_response::signal::Signal;
+    /// use http::HeaderValue;
+    ///
+    /// let signal = Signal::builder()
+    ///     .allow_origin(HeaderValue::from_static("https://app.example"))
+    ///     .build();
+    /// # let _ = signal;
+    /// ```
+    pub fn allow_origin(mut self, origin: HeaderValue) -> Self {
+        self.config.allow_origin = Some(origin);
         self
     }
 

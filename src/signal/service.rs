@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{
+    HeaderValue, ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+};
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -111,16 +114,44 @@ where
 {
     let route = route(req.uri().path());
     let (parts, body) = req.into_parts();
-    match parts.method {
+    let allow_origin = registry.config.allow_origin.clone();
+    let mut res = match parts.method {
         Method::GET => listen(&registry, route, &parts).await,
         Method::POST => send(&registry, route, &parts, body).await,
+        Method::OPTIONS if allow_origin.is_some() => preflight(),
         _ => {
             let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
             res.headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET, POST"));
             res
         }
+    };
+    if let Some(origin) = allow_origin {
+        // A stream's head has not gone out yet: hyper sends it after this.
+        let headers = res.headers_mut();
+        if origin != "*" {
+            headers.insert(VARY, HeaderValue::from_static("origin"));
+        }
+        headers.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
+    res
+}
+
+/// The answer to a CORS preflight (only with `allow_origin`).
+fn preflight() -> Response<Body> {
+    let mut res = Response::new(Body::empty());
+    *res.status_mut() = StatusCode::NO_CONTENT;
+    let headers = res.headers_mut();
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST"),
+    );
+    headers.insert(
+        ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type"),
+    );
+    headers.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    res
 }
 
 async fn listen(registry: &Arc<Registry>, route: Route, req: &Parts) -> Response<Body> {
