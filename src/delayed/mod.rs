@@ -123,7 +123,9 @@ pub(crate) struct Config {
     heartbeat: Heartbeat,
     status: StatusCode,
     pending_status: StatusCode,
-    headers: HeaderMap,
+    /// Shared, so that a per-request change to another setting (a hook that
+    /// captures the request) copies a pointer, not the map.
+    headers: Arc<HeaderMap>,
     commit_at_start: bool,
     detach: bool,
     max_buffered: usize,
@@ -154,7 +156,7 @@ impl Default for Config {
             heartbeat: Heartbeat::default(),
             status: StatusCode::OK,
             pending_status: StatusCode::ACCEPTED,
-            headers: HeaderMap::new(),
+            headers: Arc::new(HeaderMap::new()),
             commit_at_start: false,
             detach: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
@@ -324,7 +326,7 @@ impl DelayedResponse {
     /// Adds a header to every head this response sends (replacing a value
     /// for the same name). A reply's own headers win over these.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.cfg().headers.insert(name, value);
+        Arc::make_mut(&mut self.cfg().headers).insert(name, value);
         self
     }
 
