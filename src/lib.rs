@@ -8,6 +8,8 @@
 mod body;
 pub mod delayed;
 mod error;
+#[cfg(feature = "pipe")]
+pub mod pipe;
 pub mod server;
 
 pub use body::Body;
