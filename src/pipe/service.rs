@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::hooks::{DefaultHooks, Hooks, Socket};
 use super::ids::{IdScheme, RandomIds};
 use super::registry::{Inserted, Registry, State, Tapped};
-use super::transfer::{Paced, Source, Transfer, TransferBody, Upload, UploadBody};
+use super::transfer::{Paced, Peeked, Source, Transfer, TransferBody, Upload, UploadBody};
 use crate::body::Body;
 use crate::delayed::{Completion, DelayedResponse, Heartbeat, Shutdown};
 use crate::error::BoxError;
@@ -428,6 +428,11 @@ impl Inner {
         if let Some(shutdown) = parts.extensions.get::<Shutdown>() {
             builder = builder.shutdown(shutdown.clone());
         }
+        let body = if expects_continue(&parts) {
+            Peeked::nudge(body).await
+        } else {
+            body
+        };
         let (response, completion) = builder.handle();
         let (tapped, tapped_rx) = oneshot::channel();
         let mut upload = Box::new(Upload {
@@ -681,6 +686,13 @@ async fn watch(
             }
         }
     }
+}
+
+fn expects_continue(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn is_multipart(content_type: &str) -> bool {

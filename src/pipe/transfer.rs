@@ -146,13 +146,18 @@ impl http_body::Body for TransferBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
         if this.transfer.done {
+            // Finished (then nothing is left) or cut (the error was returned).
             return Poll::Ready(None);
         }
         loop {
-            let next: Option<Result<Bytes, Error>> = match &mut this.source {
+            // (data, is it the last frame?)
+            let next: Option<Result<(Bytes, bool), Error>> = match &mut this.source {
                 Source::Raw(body) => match ready!(body.as_mut().poll_frame(cx)) {
                     Some(Ok(frame)) => match frame.into_data() {
-                        Ok(data) => Some(Ok(data)),
+                        // With a Content-Length, hyper stops polling once it
+                        // has written that many bytes: the last frame must
+                        // finish the transfer itself.
+                        Ok(data) => Some(Ok((data, body.is_end_stream()))),
                         // Upload trailers are not forwarded.
                         Err(_) => continue,
                     },
@@ -160,7 +165,7 @@ impl http_body::Body for TransferBody {
                     None => None,
                 },
                 Source::Part { field, .. } => match ready!(Pin::new(field).poll_next(cx)) {
-                    Some(Ok(data)) => Some(Ok(data)),
+                    Some(Ok(data)) => Some(Ok((data, false))),
                     Some(Err(multer::Error::StreamSizeExceeded { .. })) => {
                         let limit = this.transfer.limit;
                         this.transfer.cut(Cut::TooLarge { limit });
@@ -174,11 +179,21 @@ impl http_body::Body for TransferBody {
                 },
             };
             return Poll::Ready(match next {
-                Some(Ok(data)) if data.is_empty() => continue,
-                Some(Ok(data)) => match this.transfer.count(&data) {
-                    Ok(()) => Some(Ok(Frame::data(data))),
-                    Err(e) => Some(Err(e)),
-                },
+                Some(Ok((data, last))) => {
+                    if let Err(e) = this.transfer.count(&data) {
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    if last {
+                        this.transfer.finish();
+                    }
+                    if data.is_empty() {
+                        if last {
+                            return Poll::Ready(None);
+                        }
+                        continue;
+                    }
+                    Some(Ok(Frame::data(data)))
+                }
                 Some(Err(e)) => {
                     tracing::debug!(id = %this.transfer.socket.id, error = %e, "upload failed");
                     this.transfer.cut(Cut::UploadFailed);
@@ -239,6 +254,61 @@ impl Stream for Paced {
                 Some(Err(e)) => return Poll::Ready(Some(Err(e))),
                 None => return Poll::Ready(None),
             }
+        }
+    }
+}
+
+/// An upload body with its first poll's result put back in front.
+pub(crate) struct Peeked {
+    first: Option<Option<Result<Frame<Bytes>, BoxError>>>,
+    rest: UploadBody,
+}
+
+impl Peeked {
+    /// Polls `body` once, so that hyper sees the upload wanted: for a request
+    /// with `Expect: 100-continue` it then sends `100 Continue` — only while
+    /// the response head has not gone out, so this runs before the head.
+    pub(crate) async fn nudge(mut body: UploadBody) -> UploadBody {
+        let first = std::future::poll_fn(|cx| {
+            Poll::Ready(match body.as_mut().poll_frame(cx) {
+                Poll::Ready(frame) => Some(frame),
+                Poll::Pending => None,
+            })
+        })
+        .await;
+        // Let the connection task run its read side once, with the head
+        // still unwritten.
+        tokio::task::yield_now().await;
+        match first {
+            None => body,
+            Some(first) => Box::pin(Peeked {
+                first: Some(first),
+                rest: body,
+            }),
+        }
+    }
+}
+
+impl http_body::Body for Peeked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match this.first.take() {
+            Some(first) => Poll::Ready(first),
+            None => this.rest.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.first {
+            Some(None) => true,
+            Some(Some(_)) => false,
+            None => self.rest.is_end_stream(),
         }
     }
 }
