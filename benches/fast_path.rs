@@ -1,1 +1,3 @@
+//! Placeholder for the core's criterion micro-benches.
+
 fn main() {}

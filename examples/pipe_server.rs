@@ -42,10 +42,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--ttl" => pipe = pipe.ttl(Duration::from_secs(number(&value("--ttl")?, "--ttl")?)),
             "--max-upload-bytes" => {
-                pipe = pipe.max_upload_bytes(number(
-                    &value("--max-upload-bytes")?,
-                    "--max-upload-bytes",
-                )?)
+                pipe = pipe
+                    .max_upload_bytes(number(&value("--max-upload-bytes")?, "--max-upload-bytes")?)
             }
             "--max-waiting" => {
                 pipe = pipe.max_waiting(number(&value("--max-waiting")?, "--max-waiting")? as usize)
@@ -64,7 +62,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 fn number(s: &str, name: &str) -> Result<u64, String> {
-    s.parse().map_err(|_| format!("{name}: not a number: {s:?}"))
+    s.parse()
+        .map_err(|_| format!("{name}: not a number: {s:?}"))
 }
 
 #[tokio::main]
@@ -81,8 +80,7 @@ async fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let listener = match tokio::net::TcpListener::bind(args.addr).await {

@@ -49,7 +49,8 @@ fn post(len: usize, extra: &str) -> String {
     )
 }
 
-const CHUNKED: &str = "POST / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
+const CHUNKED: &str =
+    "POST / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n";
 
 impl Sender {
     async fn send(&mut self, data: &[u8]) {
@@ -212,7 +213,10 @@ async fn an_id_is_single_use_and_unknown_or_malformed_ids_are_404() {
     for bad in ["short", "abcdefghijk%3D", "abcdefghijk=", "a/b", "x/y/z"] {
         let res = download(server.addr, bad).await;
         assert_eq!(res.status, 404, "{bad}");
-        assert_eq!(res.header("content-type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            res.header("content-type"),
+            Some("text/plain; charset=utf-8")
+        );
     }
     server.stop().await;
 }
@@ -254,7 +258,10 @@ async fn chunked_upload_passing_the_limit_is_cut_on_both_sides() {
     assert!(res.body.len() <= 10);
     let (text, complete) = sender.finish().await;
     assert!(complete, "{text}");
-    assert!(text.contains("cut: the upload is larger than 10 bytes"), "{text}");
+    assert!(
+        text.contains("cut: the upload is larger than 10 bytes"),
+        "{text}"
+    );
     server.stop().await;
 }
 
@@ -332,7 +339,10 @@ async fn ttl_expiry_ends_the_senders_response_and_frees_the_id() {
     let id = sender.id.clone();
     let (text, complete) = sender.finish().await;
     assert!(complete, "{text}");
-    assert!(text.contains("timeout: nobody fetched http://test/"), "{text}");
+    assert!(
+        text.contains("timeout: nobody fetched http://test/"),
+        "{text}"
+    );
     assert_eq!(pipe.waiting(), 0);
     assert_eq!(download(server.addr, &id).await.status, 404);
     server.stop().await;
@@ -358,15 +368,21 @@ async fn reservations_check_the_referer_and_open_once() {
     .await;
     assert_eq!(reserve(server.addr, "").await.status, 403);
     assert_eq!(
-        reserve(server.addr, "Referer: http://app.example/upload/\r\n").await.status,
+        reserve(server.addr, "Referer: http://app.example/upload/\r\n")
+            .await
+            .status,
         403
     );
     assert_eq!(
-        reserve(server.addr, "Origin: http://evil.example\r\n").await.status,
+        reserve(server.addr, "Origin: http://evil.example\r\n")
+            .await
+            .status,
         403
     );
     assert_eq!(
-        reserve(server.addr, "Origin: http://app.example\r\n").await.status,
+        reserve(server.addr, "Origin: http://app.example\r\n")
+            .await
+            .status,
         200
     );
     let res = reserve(server.addr, "Referer: http://app.example/upload\r\n").await;
@@ -378,7 +394,10 @@ async fn reservations_check_the_referer_and_open_once() {
     // reservation.
     let early = download(server.addr, &id).await;
     assert_eq!(early.status, 409);
-    assert_eq!(early.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        early.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 
     let open_reserved = format!(
         "POST /reserve/{id} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 3\r\n\r\n"
@@ -443,7 +462,10 @@ async fn multipart_without_a_file_part_answers_the_receiver_and_the_sender() {
     let body = "--b\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--b--\r\n";
     let mut sender = open(
         server.addr,
-        &post(body.len(), "Content-Type: multipart/form-data; boundary=b\r\n"),
+        &post(
+            body.len(),
+            "Content-Type: multipart/form-data; boundary=b\r\n",
+        ),
     )
     .await;
     sender.send(body.as_bytes()).await;
@@ -467,16 +489,17 @@ async fn a_slow_receiver_slows_the_sender() {
     let block = vec![7u8; 1 << 16];
     let mut written = 0usize;
     loop {
-        let write = tokio::time::timeout(
-            Duration::from_millis(300),
-            sender.stream.write_all(&block),
-        );
+        let write =
+            tokio::time::timeout(Duration::from_millis(300), sender.stream.write_all(&block));
         match write.await {
             Ok(Ok(())) => written += block.len(),
             Ok(Err(e)) => panic!("{e}"),
             Err(_) => break,
         }
-        assert!(written < 64 << 20, "no backpressure: {written} bytes accepted");
+        assert!(
+            written < 64 << 20,
+            "no backpressure: {written} bytes accepted"
+        );
     }
     assert!(written > 0);
     server.stop().await;
@@ -530,4 +553,27 @@ async fn server_shutdown_ends_waiting_senders_and_frees_ids() {
     assert!(!complete, "a held response ends abnormally on shutdown");
     eventually("the id to be freed", || pipe.waiting() == 0).await;
     server.stop().await;
+}
+
+#[tokio::test]
+async fn works_nested_in_an_axum_router_as_a_tower_service() {
+    let pipe = pipe().base_url("http://test/pipe/").build();
+    let app = axum::Router::new().nest_service("/pipe", pipe);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let head =
+        "POST /pipe/ HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 4\r\n\r\n";
+    let mut sender = open(addr, head).await;
+    assert!(
+        sender.url.starts_with("http://test/pipe/"),
+        "{}",
+        sender.url
+    );
+    sender.send(b"axum").await;
+    let res = download(addr, &format!("pipe/{}", sender.id)).await;
+    assert_eq!(res.text(), "axum");
+    let (text, _) = sender.finish().await;
+    assert!(text.contains("done: 4 bytes"), "{text}");
+    task.abort();
 }

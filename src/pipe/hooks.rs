@@ -121,10 +121,9 @@ pub trait Hooks: Send + Sync + 'static {
                 "cut: the upload is larger than {limit} bytes ({} bytes sent)\n",
                 stats.bytes
             ),
-            Cut::ReceiverGone => format!(
-                "cut: the receiver went away after {} bytes\n",
-                stats.bytes
-            ),
+            Cut::ReceiverGone => {
+                format!("cut: the receiver went away after {} bytes\n", stats.bytes)
+            }
             Cut::UploadFailed => format!("cut: the upload failed after {} bytes\n", stats.bytes),
         })
     }

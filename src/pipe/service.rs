@@ -477,11 +477,10 @@ impl Inner {
                     upload.socket.url = self.url(&parts, &id);
                     upload.socket.id = id.clone();
                     let socket = upload.socket.clone();
-                    match self.registry.insert(
-                        &id,
-                        State::Waiting(upload),
-                        self.cfg.max_waiting,
-                    ) {
+                    match self
+                        .registry
+                        .insert(&id, State::Waiting(upload), self.cfg.max_waiting)
+                    {
                         Inserted::Ok { serial } => {
                             // A fresh id is known to nobody until this
                             // line is out, so nothing can take the socket
@@ -528,11 +527,10 @@ impl Inner {
                 Err(_) => return hooks.busy(),
             };
             let deadline = Instant::now() + self.cfg.ttl;
-            match self.registry.insert(
-                &id,
-                State::Reserved { deadline },
-                self.cfg.max_waiting,
-            ) {
+            match self
+                .registry
+                .insert(&id, State::Reserved { deadline }, self.cfg.max_waiting)
+            {
                 Inserted::Ok { serial } => {
                     let url = self.url(parts, &id);
                     tracing::debug!(%id, "pipe socket reserved");
@@ -573,12 +571,8 @@ impl Inner {
         drop(tapped);
         tracing::debug!(%id, "pipe socket connected");
         hooks.connected(&socket);
-        let mut transfer = Transfer::new(
-            completion,
-            socket,
-            hooks.clone(),
-            self.cfg.max_upload_bytes,
-        );
+        let mut transfer =
+            Transfer::new(completion, socket, hooks.clone(), self.cfg.max_upload_bytes);
 
         let mut res = Response::new(Body::empty());
         let headers = res.headers_mut();
@@ -593,7 +587,11 @@ impl Inner {
                     // An empty upload: hyper would not poll an empty body.
                     transfer.finish();
                     headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-                    set_download_headers(headers, transfer.socket().content_type.as_deref(), transfer.socket().filename.as_deref());
+                    set_download_headers(
+                        headers,
+                        transfer.socket().content_type.as_deref(),
+                        transfer.socket().filename.as_deref(),
+                    );
                     return res;
                 }
                 if let Some(len) = transfer.socket().content_length {
@@ -632,7 +630,7 @@ impl Inner {
                 let filename = field.file_name().map(str::to_owned);
                 (
                     Source::Part {
-                        field,
+                        field: Box::new(field),
                         _multipart: multipart,
                     },
                     content_type,
@@ -640,7 +638,11 @@ impl Inner {
                 )
             }
         };
-        set_download_headers(res.headers_mut(), content_type.as_deref(), filename.as_deref());
+        set_download_headers(
+            res.headers_mut(),
+            content_type.as_deref(),
+            filename.as_deref(),
+        );
         *res.body_mut() = Body::new(TransferBody::new(source, transfer));
         res
     }
@@ -832,7 +834,10 @@ mod tests {
             content_disposition(Some("résumé.pdf")),
             "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
         );
-        assert_eq!(content_disposition(Some("a\r\nb")), "attachment; filename=\"a__b\"");
+        assert_eq!(
+            content_disposition(Some("a\r\nb")),
+            "attachment; filename=\"a__b\""
+        );
     }
 
     #[test]

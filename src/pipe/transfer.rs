@@ -87,7 +87,8 @@ impl Transfer {
         if !std::mem::replace(&mut self.done, true) {
             let stats = self.stats();
             tracing::debug!(id = %self.socket.id, bytes = stats.bytes, ?cut, "pipe transfer cut");
-            self.completion.end(self.hooks.cut(&self.socket, &stats, cut));
+            self.completion
+                .end(self.hooks.cut(&self.socket, &stats, cut));
         }
     }
 
@@ -115,7 +116,7 @@ pub(crate) enum Source {
     Raw(UploadBody),
     /// The first file part of a multipart upload.
     Part {
-        field: multer::Field<'static>,
+        field: Box<multer::Field<'static>>,
         // Kept so the parser state outlives the field, whatever multer does.
         _multipart: multer::Multipart<'static>,
     },
@@ -164,7 +165,7 @@ impl http_body::Body for TransferBody {
                     Some(Err(e)) => Some(Err(Error::body(e))),
                     None => None,
                 },
-                Source::Part { field, .. } => match ready!(Pin::new(field).poll_next(cx)) {
+                Source::Part { field, .. } => match ready!(Pin::new(&mut **field).poll_next(cx)) {
                     Some(Ok(data)) => Some(Ok((data, false))),
                     Some(Err(multer::Error::StreamSizeExceeded { .. })) => {
                         let limit = this.transfer.limit;
