@@ -761,6 +761,11 @@ pub(crate) fn content_disposition(filename: Option<&str>) -> String {
     else {
         return "attachment".to_owned();
     };
+    // Control characters have no business in a file name.
+    let name: String = name.chars().filter(|c| !c.is_control()).collect();
+    if name.is_empty() {
+        return "attachment".to_owned();
+    }
     let mut fallback = String::with_capacity(name.len() + 2);
     let mut ascii = true;
     for c in name.chars() {
@@ -823,8 +828,13 @@ mod tests {
             "attachment; filename=\"a b.txt\""
         );
         assert_eq!(
-            content_disposition(Some("we\"ird\\.txt")),
-            "attachment; filename=\"we\\\"ird\\\\.txt\""
+            content_disposition(Some("we\"ird.txt")),
+            "attachment; filename=\"we\\\"ird.txt\""
+        );
+        // A Windows path (old browsers sent one) keeps its base name only.
+        assert_eq!(
+            content_disposition(Some("C:\\Users\\me\\a.txt")),
+            "attachment; filename=\"a.txt\""
         );
         assert_eq!(
             content_disposition(Some("../../etc/passwd")),
@@ -836,7 +846,7 @@ mod tests {
         );
         assert_eq!(
             content_disposition(Some("a\r\nb")),
-            "attachment; filename=\"a__b\""
+            "attachment; filename=\"ab\""
         );
     }
 
