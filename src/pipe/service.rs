@@ -413,18 +413,12 @@ impl Inner {
             _ => None,
         };
 
+        // The head's headers are added to the response below rather than to
+        // the builder: a builder's headers live as long as the response,
+        // and a waiting sender should cost as little as possible.
         let mut builder = DelayedResponse::new()
             .pending_status(StatusCode::OK)
-            .heartbeat(self.cfg.heartbeat.clone())
-            .header(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            )
-            .header(CACHE_CONTROL, HeaderValue::from_static("no-store"))
-            .header(
-                http::header::HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            );
+            .heartbeat(self.cfg.heartbeat.clone());
         if let Some(shutdown) = parts.extensions.get::<Shutdown>() {
             builder = builder.shutdown(shutdown.clone());
         }
@@ -510,7 +504,18 @@ impl Inner {
             completion,
             tapped_rx,
         ));
-        response.await
+        let mut res = response.await;
+        let headers = res.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(
+            http::header::HeaderName::from_static("x-accel-buffering"),
+            HeaderValue::from_static("no"),
+        );
+        res
     }
 
     /// `GET /reserve`.
