@@ -93,25 +93,25 @@ async fn serve_hold() {
 }
 
 /// The core alone: a handle-mode delayed response with heartbeats that
-/// writes one line and keeps the request body, as the pipe does, without the
-/// pipe's registry, watcher or upload bookkeeping.
+/// writes one line and keeps the request body until the response is over, as
+/// the pipe does, without the pipe's registry or upload bookkeeping.
 async fn serve_core(heartbeat_ms: u64) {
-    use std::sync::{Arc, Mutex};
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
-    type Kept = Vec<(hyper::body::Incoming, delayed_response::Completion)>;
-    let kept: Arc<Mutex<Kept>> = Arc::default();
     let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let kept = kept.clone();
         async move {
             let (response, completion) = delayed_response::DelayedResponse::for_request(&req)
                 .pending_status(http::StatusCode::OK)
                 .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
                 .handle();
             let _ = completion.write("http://h/AAAAAAAAAAAA\n");
-            if let Ok(mut kept) = kept.lock() {
-                kept.push((req.into_body(), completion));
-            }
+            // Keep the upload until the response is over (as the pipe's
+            // registry does), then free both.
+            let body = req.into_body();
+            tokio::spawn(async move {
+                completion.closed().await;
+                drop((body, completion));
+            });
             Ok::<_, std::convert::Infallible>(response.await)
         }
     });
