@@ -491,7 +491,10 @@ async fn idle_run(waiters: usize, kind: &str) {
     println!("| server RSS / fds before | {rss0} KiB / {fds0} |");
     // Two rounds: RSS that does not grow in round 2 is memory the allocator
     // kept for reuse, not a leak.
-    let rounds: u32 = std::env::var("PIPE_LOAD_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    let rounds: u32 = std::env::var("PIPE_LOAD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
     for round in 1..=rounds {
         let t0 = Instant::now();
         let mut clients = Vec::with_capacity(waiters);

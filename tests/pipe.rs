@@ -577,3 +577,122 @@ async fn works_nested_in_an_axum_router_as_a_tower_service() {
     assert!(text.contains("done: 4 bytes"), "{text}");
     task.abort();
 }
+
+#[tokio::test]
+async fn expect_100_continue_gets_its_100_before_the_senders_head() {
+    // Without it, curl waits a second before it sends a large upload.
+    let server = serve(pipe().build()).await;
+    let mut s = send_raw(
+        server.addr,
+        "PUT /big.bin HTTP/1.1\r\nHost: test\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await;
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, b"\n\r\n").await;
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn chunked_multipart_passing_the_limit_is_cut() {
+    let server = serve(pipe().max_upload_bytes(200).build()).await;
+    let mut sender = open(
+        server.addr,
+        "POST / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\
+         Content-Type: multipart/form-data; boundary=B\r\n\r\n",
+    )
+    .await;
+    let mut rx = get(server.addr, &format!("/{}", sender.id)).await;
+    sender
+        .send_chunk(b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\n")
+        .await;
+    let mut head = Vec::new();
+    read_until(&mut rx, &mut head, b"\r\n\r\n").await;
+    sender.send_chunk(&[b'x'; 300]).await;
+    let res = read_response_after_head(&mut rx, head).await;
+    assert!(!res, "the receiver's body must end abnormally");
+    let (text, _) = sender.finish().await;
+    assert!(
+        text.contains("cut: the upload is larger than 200 bytes"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+/// Reads a chunked body whose head is in `buf`; true if it ended properly.
+async fn read_response_after_head(stream: &mut TcpStream, mut buf: Vec<u8>) -> bool {
+    within("the body to end", async {
+        loop {
+            if buf.ends_with(b"\r\n0\r\n\r\n") {
+                return true;
+            }
+            let mut chunk = [0u8; 8192];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    })
+    .await
+}
+
+mod custom_hooks {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use bytes::Bytes;
+    use delayed_response::pipe::{Hooks, Socket, Stats};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counting {
+        progress: Arc<AtomicU64>,
+        connected: Arc<AtomicU64>,
+    }
+
+    impl Hooks for Counting {
+        fn opened(&self, socket: &Socket) -> Bytes {
+            format!("ID {} at {}\n", socket.id, socket.url).into()
+        }
+        fn connected(&self, _socket: &Socket) {
+            self.connected.fetch_add(1, Ordering::SeqCst);
+        }
+        fn progress(&self, _socket: &Socket, stats: &Stats) {
+            self.progress.store(stats.bytes, Ordering::SeqCst);
+        }
+        fn end(&self, _socket: &Socket, stats: &Stats) -> Bytes {
+            format!("\nUpload complete ({}). Socket deleted.\n", stats.bytes).into()
+        }
+        fn not_found(&self) -> http::Response<delayed_response::Body> {
+            let mut res = http::Response::new("nope".into());
+            *res.status_mut() = http::StatusCode::GONE;
+            res
+        }
+    }
+
+    #[tokio::test]
+    async fn overridden_hooks_replace_the_defaults_and_see_every_event() {
+        let hooks = Counting::default();
+        let (progress, connected) = (hooks.progress.clone(), hooks.connected.clone());
+        let server = serve(pipe().hooks(hooks).build()).await;
+        let mut sender = open(server.addr, &post(4, "")).await;
+        assert!(String::from_utf8_lossy(&sender.buf)
+            .contains(&format!("ID {} at http://test/", sender.id)));
+        sender.send(b"data").await;
+        assert_eq!(download(server.addr, &sender.id).await.text(), "data");
+        let (text, _) = sender.finish().await;
+        assert!(
+            text.contains("Upload complete (4). Socket deleted."),
+            "{text}"
+        );
+        assert_eq!(progress.load(Ordering::SeqCst), 4);
+        assert_eq!(connected.load(Ordering::SeqCst), 1);
+        assert_eq!(download(server.addr, "AAAAAAAAAAAA").await.status, 410);
+        server.stop().await;
+    }
+}
