@@ -325,8 +325,8 @@ async fn a_waiting_sender_that_leaves_frees_its_id_within_two_heartbeats() {
     let left = std::time::Instant::now();
     drop(sender);
     eventually("the id to be freed", || pipe.waiting() == 0).await;
-    // Loose bound: two intervals plus scheduling slack.
-    assert!(left.elapsed() < BEAT * 2 + Duration::from_millis(500));
+    // Two intervals, plus generous slack for a loaded machine.
+    assert!(left.elapsed() < BEAT * 2 + Duration::from_secs(1));
     assert_eq!(download(server.addr, &id).await.status, 404);
     server.stop().await;
 }
@@ -693,6 +693,98 @@ mod custom_hooks {
         assert_eq!(progress.load(Ordering::SeqCst), 4);
         assert_eq!(connected.load(Ordering::SeqCst), 1);
         assert_eq!(download(server.addr, "AAAAAAAAAAAA").await.status, 410);
+        server.stop().await;
+    }
+}
+
+mod http2 {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+    use hyper::body::Frame;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio::sync::mpsc;
+    use tokio_stream_shim::ReceiverStream;
+
+    use super::*;
+
+    /// A tiny `Stream` over an mpsc receiver (no tokio-stream dependency).
+    mod tokio_stream_shim {
+        use std::pin::Pin;
+        use std::task::{Context, Poll};
+
+        pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+
+        impl<T> futures_util::Stream for ReceiverStream<T> {
+            type Item = T;
+            fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
+                self.0.poll_recv(cx)
+            }
+        }
+    }
+
+    type Chunk = Result<Frame<Bytes>, std::convert::Infallible>;
+
+    async fn h2(
+        addr: SocketAddr,
+    ) -> hyper::client::conn::http2::SendRequest<StreamBody<ReceiverStream<Chunk>>> {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        tokio::spawn(conn);
+        send
+    }
+
+    #[tokio::test]
+    async fn sender_and_receiver_over_h2c() {
+        let server = serve(pipe().build()).await;
+        let mut tx_conn = h2(server.addr).await;
+        let (tx, rx) = mpsc::channel::<Chunk>(4);
+        let req = http::Request::post("http://test/")
+            .body(StreamBody::new(ReceiverStream(rx)))
+            .unwrap();
+        let res = tx_conn.send_request(req).await.unwrap();
+        assert_eq!(res.status(), 200);
+        let mut sender_body = res.into_body();
+        let first = within("the URL line", sender_body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .into_data()
+            .unwrap();
+        let url = String::from_utf8_lossy(&first).trim().to_owned();
+        assert!(url.starts_with("http://test/"), "{url}");
+        let id = url.rsplit('/').next().unwrap().to_owned();
+
+        let mut rx_conn = h2(server.addr).await;
+        let (_unused, empty) = mpsc::channel::<Chunk>(1);
+        drop(_unused);
+        let get = http::Request::get(format!("http://test/{id}"))
+            .body(StreamBody::new(ReceiverStream(empty)))
+            .unwrap();
+        let download = tokio::spawn(async move {
+            let res = rx_conn.send_request(get).await.unwrap();
+            assert_eq!(res.status(), 200);
+            res.into_body().collect().await.unwrap().to_bytes()
+        });
+        tx.send(Ok(Frame::data(Bytes::from_static(b"over "))))
+            .await
+            .unwrap();
+        tx.send(Ok(Frame::data(Bytes::from_static(b"h2"))))
+            .await
+            .unwrap();
+        drop(tx);
+        let got = within("the download", download).await.unwrap();
+        assert_eq!(&got[..], b"over h2");
+        let rest = within("the sender's end", sender_body.collect())
+            .await
+            .unwrap()
+            .to_bytes();
+        assert!(
+            String::from_utf8_lossy(&rest).contains("done: 7 bytes"),
+            "{rest:?}"
+        );
         server.stop().await;
     }
 }
