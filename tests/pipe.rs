@@ -712,7 +712,7 @@ mod http2 {
         use std::pin::Pin;
         use std::task::{Context, Poll};
 
-        pub struct ReceiverStream<T>(pub tokio::sync::mpsc::Receiver<T>);
+        pub(crate) struct ReceiverStream<T>(pub(crate) tokio::sync::mpsc::Receiver<T>);
 
         impl<T> futures_util::Stream for ReceiverStream<T> {
             type Item = T;
