@@ -67,6 +67,7 @@ async fn serve_pipe(heartbeat_ms: u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
     let pipe = Pipe::builder()
+        .hooks(FrameCount::default())
         .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
         .max_upload_bytes(0)
         .max_waiting(1_000_000)
@@ -116,6 +117,33 @@ async fn serve_core(heartbeat_ms: u64) {
         }
     });
     let _ = server::serve(listener, service, stdin_closed()).await;
+}
+
+/// Counts the frames of each transfer and prints their mean size to stderr
+/// (coalescing shows up here).
+#[derive(Default)]
+struct FrameCount {
+    frames: std::sync::atomic::AtomicU64,
+}
+
+impl delayed_response::pipe::Hooks for FrameCount {
+    fn progress(&self, _: &delayed_response::pipe::Socket, _: &delayed_response::pipe::Stats) {
+        self.frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn end(
+        &self,
+        socket: &delayed_response::pipe::Socket,
+        stats: &delayed_response::pipe::Stats,
+    ) -> bytes::Bytes {
+        let frames = self.frames.swap(0, std::sync::atomic::Ordering::Relaxed).max(1);
+        eprintln!(
+            "pipe_load: {} bytes in {frames} frames, {} bytes per frame",
+            stats.bytes,
+            stats.bytes / frames
+        );
+        delayed_response::pipe::DefaultHooks.end(socket, stats)
+    }
 }
 
 /// The baseline: accept a sender, then a receiver, copy one into the other.
