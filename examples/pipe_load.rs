@@ -128,7 +128,8 @@ struct FrameCount {
 
 impl delayed_response::pipe::Hooks for FrameCount {
     fn progress(&self, _: &delayed_response::pipe::Socket, _: &delayed_response::pipe::Stats) {
-        self.frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     fn end(
@@ -136,7 +137,10 @@ impl delayed_response::pipe::Hooks for FrameCount {
         socket: &delayed_response::pipe::Socket,
         stats: &delayed_response::pipe::Stats,
     ) -> bytes::Bytes {
-        let frames = self.frames.swap(0, std::sync::atomic::Ordering::Relaxed).max(1);
+        let frames = self
+            .frames
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+            .max(1);
         eprintln!(
             "pipe_load: {} bytes in {frames} frames, {} bytes per frame",
             stats.bytes,
