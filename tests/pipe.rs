@@ -788,3 +788,19 @@ mod http2 {
         server.stop().await;
     }
 }
+
+#[tokio::test]
+async fn curls_default_form_type_is_not_forwarded_for_a_raw_upload() {
+    // `curl --data-binary @file` says `application/x-www-form-urlencoded`.
+    let server = serve(pipe().build()).await;
+    let mut sender = open(
+        server.addr,
+        &post(3, "Content-Type: application/x-www-form-urlencoded\r\n"),
+    )
+    .await;
+    sender.send(b"\x00\x01\x02").await;
+    let res = download(server.addr, &sender.id).await;
+    assert_eq!(res.body, b"\x00\x01\x02");
+    assert_eq!(res.header("content-type"), Some("application/octet-stream"));
+    server.stop().await;
+}

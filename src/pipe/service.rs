@@ -444,16 +444,15 @@ impl Inner {
             tapped,
         });
 
-        let (id, serial, deadline, socket) = match reserved {
+        let (id, serial, deadline) = match reserved {
             Some(id) => {
                 upload.socket.url = self.url(&parts, &id);
                 upload.socket.id = id.clone();
                 // Written before the socket can be taken, so the URL line is
                 // always first.
                 let _ = completion.write(hooks.opened(&upload.socket));
-                let socket = upload.socket.clone();
                 match self.registry.open_reserved(&id, upload) {
-                    Ok((serial, deadline)) => (id, serial, deadline, socket),
+                    Ok((serial, deadline)) => (id, serial, deadline),
                     Err(_) => return hooks.not_found(),
                 }
             }
@@ -480,7 +479,7 @@ impl Inner {
                             // line is out, so nothing can take the socket
                             // before it is written.
                             let _ = completion.write(hooks.opened(&socket));
-                            break (id, serial, Instant::now() + self.cfg.ttl, socket);
+                            break (id, serial, Instant::now() + self.cfg.ttl);
                         }
                         Inserted::Taken(State::Waiting(back)) if attempt < ID_ATTEMPTS => {
                             upload = back
@@ -494,7 +493,6 @@ impl Inner {
                 }
             }
         };
-        drop(socket);
         tracing::debug!(%id, "pipe socket opened");
         tokio::spawn(watch(
             Arc::downgrade(&self),
@@ -594,7 +592,7 @@ impl Inner {
                     headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
                     set_download_headers(
                         headers,
-                        transfer.socket().content_type.as_deref(),
+                        raw_content_type(transfer.socket().content_type.as_deref()).as_deref(),
                         transfer.socket().filename.as_deref(),
                     );
                     return res;
@@ -605,7 +603,7 @@ impl Inner {
                 let socket = transfer.socket();
                 (
                     Source::Raw(body),
-                    socket.content_type.clone(),
+                    raw_content_type(socket.content_type.as_deref()),
                     socket.filename.clone(),
                 )
             }
@@ -693,6 +691,20 @@ async fn watch(
             }
         }
     }
+}
+
+/// The download's type for a raw upload: the upload's, except the form type
+/// `curl --data-binary` sends when told nothing, which says nothing about
+/// the file (`application/octet-stream` is used then).
+fn raw_content_type(declared: Option<&str>) -> Option<String> {
+    declared
+        .filter(|ct| {
+            !ct.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        })
+        .map(str::to_owned)
 }
 
 fn expects_continue(parts: &Parts) -> bool {
