@@ -84,11 +84,14 @@
 //! Nested in an axum router (set a [`base_url`](Builder::base_url) so the
 //! download URL includes the prefix):
 //!
-//! ```ignore
-//! let app = axum::Router::new().nest_service(
+//! ```
+//! use delayed_response::pipe::Pipe;
+//!
+//! let app: axum::Router = axum::Router::new().nest_service(
 //!     "/pipe",
 //!     Pipe::builder().base_url("https://example.com/pipe").build(),
 //! );
+//! # let _ = app;
 //! ```
 //!
 //! # Limits
