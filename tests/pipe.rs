@@ -804,3 +804,26 @@ async fn curls_default_form_type_is_not_forwarded_for_a_raw_upload() {
     assert_eq!(res.header("content-type"), Some("application/octet-stream"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn multipart_sender_abort_cuts_the_chunked_download() {
+    let server = serve(pipe().build()).await;
+    let mut sender = open(
+        server.addr,
+        &post(100_000, "Content-Type: multipart/form-data; boundary=B\r\n"),
+    )
+    .await;
+    let mut rx = get(server.addr, &format!("/{}", sender.id)).await;
+    sender
+        .send(b"--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a\"\r\n\r\nsome bytes of the file")
+        .await;
+    let mut buf = Vec::new();
+    read_until(&mut rx, &mut buf, b"some bytes").await;
+    drop(sender);
+    let complete = read_response_after_head(&mut rx, buf).await;
+    assert!(
+        !complete,
+        "the chunked download must end without its final chunk"
+    );
+    server.stop().await;
+}
