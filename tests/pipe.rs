@@ -827,3 +827,12 @@ async fn multipart_sender_abort_cuts_the_chunked_download() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn an_unbounded_ttl_is_accepted() {
+    let server = serve(pipe().ttl(Duration::MAX).build()).await;
+    let mut sender = open(server.addr, &post(1, "")).await;
+    sender.send(b"!").await;
+    assert_eq!(download(server.addr, &sender.id).await.text(), "!");
+    server.stop().await;
+}

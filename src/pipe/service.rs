@@ -87,7 +87,8 @@ impl Default for Builder {
 impl Builder {
     /// How long a socket waits for its receiver, counted from its creation
     /// (or its reservation; opening a reservation does not renew it). A
-    /// transfer in progress has no time limit.
+    /// transfer in progress has no time limit. `Duration::MAX` means no TTL
+    /// (in practice: a century).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
         self
@@ -365,6 +366,14 @@ impl Inner {
         }
     }
 
+    /// The TTL deadline of a socket created now (a TTL too large to add,
+    /// such as `Duration::MAX`, means about a century).
+    fn deadline(&self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.cfg.ttl)
+            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+    }
+
     fn url(&self, parts: &Parts, id: &str) -> String {
         if let Some(base) = &self.cfg.base_url {
             return format!("{base}/{id}");
@@ -479,7 +488,7 @@ impl Inner {
                             // line is out, so nothing can take the socket
                             // before it is written.
                             let _ = completion.write(hooks.opened(&socket));
-                            break (id, serial, Instant::now() + self.cfg.ttl);
+                            break (id, serial, self.deadline());
                         }
                         Inserted::Taken(State::Waiting(back)) if attempt < ID_ATTEMPTS => {
                             upload = back
@@ -529,7 +538,7 @@ impl Inner {
                 Ok(id) => id,
                 Err(_) => return hooks.busy(),
             };
-            let deadline = Instant::now() + self.cfg.ttl;
+            let deadline = self.deadline();
             match self
                 .registry
                 .insert(&id, State::Reserved { deadline }, self.cfg.max_waiting)
