@@ -836,3 +836,29 @@ async fn an_unbounded_ttl_is_accepted() {
     assert_eq!(download(server.addr, &sender.id).await.text(), "!");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn opening_a_reservation_does_not_renew_its_ttl() {
+    let pipe = pipe()
+        .reservations(true)
+        .ttl(Duration::from_millis(300))
+        .build();
+    let server = serve(pipe.clone()).await;
+    let id = reserve(server.addr, "").await.text().trim().to_owned();
+    let sender = open(
+        server.addr,
+        &format!(
+            "POST /reserve/{id} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 3\r\n\r\n"
+        ),
+    )
+    .await;
+    let (text, complete) = sender.finish().await;
+    assert!(complete, "{text}");
+    assert!(text.contains("timeout: nobody fetched"), "{text}");
+    assert_eq!(pipe.waiting(), 0);
+    // An unopened reservation expires too.
+    let _ = reserve(server.addr, "").await;
+    assert_eq!(pipe.waiting(), 1);
+    eventually("the reservation to expire", || pipe.waiting() == 0).await;
+    server.stop().await;
+}
