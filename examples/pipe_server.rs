@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use delayed_response::pipe::Pipe;
+use bytes::Bytes;
+use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
 use delayed_response::{server, Heartbeat};
 
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
@@ -31,7 +32,7 @@ struct Args {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
-    let mut pipe = Pipe::builder();
+    let mut pipe = Pipe::builder().hooks(Logged);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -59,6 +60,35 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         }
     }
     Ok(Args { addr, pipe })
+}
+
+/// The default answers, plus one log line per event.
+struct Logged;
+
+impl Hooks for Logged {
+    fn opened(&self, socket: &Socket) -> Bytes {
+        tracing::info!(id = %socket.id, file = ?socket.filename, "opened");
+        DefaultHooks.opened(socket)
+    }
+
+    fn connected(&self, socket: &Socket) {
+        tracing::info!(id = %socket.id, "receiver connected");
+    }
+
+    fn end(&self, socket: &Socket, stats: &Stats) -> Bytes {
+        tracing::info!(id = %socket.id, bytes = stats.bytes, secs = stats.elapsed.as_secs_f64(), "done");
+        DefaultHooks.end(socket, stats)
+    }
+
+    fn cut(&self, socket: &Socket, stats: &Stats, cut: Cut) -> Bytes {
+        tracing::info!(id = %socket.id, bytes = stats.bytes, ?cut, "cut");
+        DefaultHooks.cut(socket, stats, cut)
+    }
+
+    fn timeout(&self, socket: &Socket, ttl: Duration) -> Bytes {
+        tracing::info!(id = %socket.id, "timed out");
+        DefaultHooks.timeout(socket, ttl)
+    }
 }
 
 fn number(s: &str, name: &str) -> Result<u64, String> {

@@ -653,6 +653,7 @@ mod custom_hooks {
     struct Counting {
         progress: Arc<AtomicU64>,
         connected: Arc<AtomicU64>,
+        ended_with: Arc<std::sync::Mutex<Option<String>>>,
     }
 
     impl Hooks for Counting {
@@ -665,7 +666,8 @@ mod custom_hooks {
         fn progress(&self, _socket: &Socket, stats: &Stats) {
             self.progress.store(stats.bytes, Ordering::SeqCst);
         }
-        fn end(&self, _socket: &Socket, stats: &Stats) -> Bytes {
+        fn end(&self, socket: &Socket, stats: &Stats) -> Bytes {
+            *self.ended_with.lock().unwrap() = socket.filename.clone();
             format!("\nUpload complete ({}). Socket deleted.\n", stats.bytes).into()
         }
         fn not_found(&self) -> http::Response<delayed_response::Body> {
@@ -693,6 +695,27 @@ mod custom_hooks {
         assert_eq!(progress.load(Ordering::SeqCst), 4);
         assert_eq!(connected.load(Ordering::SeqCst), 1);
         assert_eq!(download(server.addr, "AAAAAAAAAAAA").await.status, 410);
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn end_sees_the_multipart_file_name() {
+        let hooks = Counting::default();
+        let ended_with = hooks.ended_with.clone();
+        let server = serve(pipe().hooks(hooks).build()).await;
+        let body = multipart("b0", "photo.png", "PNG");
+        let mut sender = open(
+            server.addr,
+            &post(
+                body.len(),
+                "Content-Type: multipart/form-data; boundary=b0\r\n",
+            ),
+        )
+        .await;
+        sender.send(body.as_bytes()).await;
+        assert_eq!(download(server.addr, &sender.id).await.text(), "PNG");
+        let _ = sender.finish().await;
+        assert_eq!(ended_with.lock().unwrap().as_deref(), Some("photo.png"));
         server.stop().await;
     }
 }

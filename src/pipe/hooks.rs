@@ -16,10 +16,14 @@ pub struct Socket {
     pub id: String,
     /// The download URL (`http://{Host}/{id}` unless a base URL is set).
     pub url: String,
-    /// The file name: the multipart part's, or the last path segment of a
-    /// raw upload (`curl -T file http://host/` sends `PUT /file`).
+    /// The file name: the last path segment of a raw upload (`curl -T file
+    /// http://host/` sends `PUT /file`), or the multipart file part's — known
+    /// only once a receiver has connected and the part's headers arrived, so
+    /// `None` in [`Hooks::opened`] and [`Hooks::connected`] for multipart.
     pub filename: Option<String>,
-    /// The upload's declared `Content-Type` (the part's, for multipart).
+    /// The upload's declared `Content-Type`; for multipart, the request's
+    /// (`multipart/form-data; boundary=…`) until the file part's headers
+    /// arrived, then the part's.
     pub content_type: Option<String>,
     /// The upload's declared `Content-Length` (the whole request's).
     pub content_length: Option<u64>,

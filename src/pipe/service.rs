@@ -640,6 +640,10 @@ impl Inner {
                 };
                 let content_type = field.content_type().map(|m| m.to_string());
                 let filename = field.file_name().map(str::to_owned);
+                // Later hooks (progress, end, cut) see the part's metadata.
+                let socket = transfer.socket_mut();
+                socket.content_type.clone_from(&content_type);
+                socket.filename.clone_from(&filename);
                 (
                     Source::Part {
                         field: Box::new(field),

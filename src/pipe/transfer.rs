@@ -67,6 +67,10 @@ impl Transfer {
         &self.socket
     }
 
+    pub(crate) fn socket_mut(&mut self) -> &mut Socket {
+        &mut self.socket
+    }
+
     fn stats(&self) -> Stats {
         Stats {
             bytes: self.bytes,
