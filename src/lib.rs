@@ -95,6 +95,8 @@ mod error;
 mod id;
 #[cfg(feature = "park")]
 pub mod park;
+#[cfg(feature = "pipe")]
+pub mod pipe;
 pub mod proxy;
 pub mod server;
 #[cfg(feature = "signal")]
