@@ -63,6 +63,28 @@ fn main() {
 
 // ---------------------------------------------------------------- servers
 
+/// `server::serve` until stdin closes; `PIPE_LOAD_HTTP1_ONLY=1` serves
+/// HTTP/1.1 only (`Server::http1_only`), which saves hyper's h2c detection
+/// state per connection.
+async fn serve<S, B>(listener: TcpListener, service: S)
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<delayed_response::BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<delayed_response::BoxError>,
+{
+    let http1_only = std::env::var_os("PIPE_LOAD_HTTP1_ONLY").is_some_and(|v| v == "1");
+    let _ = server::Server::new()
+        .http1_only(http1_only)
+        .serve(listener, service, stdin_closed())
+        .await;
+}
+
 async fn serve_pipe(heartbeat_ms: u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
@@ -72,7 +94,7 @@ async fn serve_pipe(heartbeat_ms: u64) {
         .max_upload_bytes(0)
         .max_waiting(1_000_000)
         .build();
-    let _ = server::serve(listener, pipe, stdin_closed()).await;
+    serve(listener, pipe).await;
 }
 
 /// The floor for idle waiters: bare hyper (through the same `server::serve`)
@@ -90,7 +112,7 @@ async fn serve_hold() {
         ));
         Ok::<_, std::convert::Infallible>(http::Response::new(body))
     });
-    let _ = server::serve(listener, service, stdin_closed()).await;
+    serve(listener, service).await;
 }
 
 /// The core alone: a handle-mode delayed response with heartbeats that
@@ -116,7 +138,7 @@ async fn serve_core(heartbeat_ms: u64) {
             Ok::<_, std::convert::Infallible>(response.await)
         }
     });
-    let _ = server::serve(listener, service, stdin_closed()).await;
+    serve(listener, service).await;
 }
 
 /// Counts the frames of each transfer and prints their mean size to stderr

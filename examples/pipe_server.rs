@@ -12,7 +12,8 @@
 //! Options: `--addr HOST:PORT` (default 127.0.0.1:9000), `--ttl SECS` (600),
 //! `--max-upload-bytes N` (1 GiB, 0 = no limit), `--reservations`,
 //! `--required-referer URL`, `--heartbeat-secs SECS` (15),
-//! `--max-waiting N` (10000). Logging: `RUST_LOG=delayed_response=debug`.
+//! `--max-waiting N` (10000), `--http1-only` (no h2c: about 8 KiB less per
+//! waiting sender, see BENCHMARKS.md). Logging: `RUST_LOG=delayed_response=debug`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -23,16 +24,18 @@ use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
 use delayed_response::{server, Heartbeat};
 
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
-[--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N]";
+[--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] [--http1-only]";
 
 struct Args {
     addr: SocketAddr,
     pipe: delayed_response::pipe::Builder,
+    http1_only: bool,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
     let mut pipe = Pipe::builder().hooks(Logged);
+    let mut http1_only = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -54,12 +57,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 pipe = pipe.heartbeat(Heartbeat::every(Duration::from_secs(secs.max(1))))
             }
             "--reservations" => pipe = pipe.reservations(true),
+            "--http1-only" => http1_only = true,
             "--required-referer" => pipe = pipe.required_referer(value("--required-referer")?),
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(Args { addr, pipe })
+    Ok(Args {
+        addr,
+        pipe,
+        http1_only,
+    })
 }
 
 /// The default answers, plus one log line per event.
@@ -122,11 +130,13 @@ async fn main() -> ExitCode {
     };
     tracing::info!("listening on http://{}", args.addr);
     let pipe = args.pipe.build();
-    let result = server::serve(listener, pipe, async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    })
-    .await;
+    let result = server::Server::new()
+        .http1_only(args.http1_only)
+        .serve(listener, pipe, async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+        .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
