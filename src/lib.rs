@@ -1,6 +1,83 @@
 //! HTTP responses that cannot be answered at once, on tokio and hyper 1.x.
 //!
-//! TODO crate docs.
+//! A handler that is sometimes slow answers `200` when its work finishes in
+//! time and `202 Accepted` when it does not; a proxy that kills quiet
+//! connections is kept happy with heartbeat bytes until the result is ready; a
+//! client that goes away is noticed, and its work cancelled.
+//!
+//! ```
+//! use std::time::Duration;
+//! use delayed_response::{DelayedResponse, Heartbeat, Json};
+//!
+//! # async fn slow_report() -> u32 { 42 }
+//! # async fn handler(req: http::Request<hyper::body::Incoming>) -> http::Response<delayed_response::Body> {
+//! // Long-poll: the head waits up to 1 s for the result (then 200 with it);
+//! // after that a 202 goes out and a space every 20 s keeps proxies happy.
+//! DelayedResponse::for_request(&req)
+//!     .json()
+//!     .heartbeat(Heartbeat::every(Duration::from_secs(20)).after(Duration::from_secs(1)))
+//!     .start(async { Json(slow_report().await) })
+//!     .await
+//! # }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`delayed`]: the core, [`DelayedResponse`] and its four modes (`wait`,
+//!   `start`, `poll`, `handle`), [`Heartbeat`], [`Reply`] rendering, [`Completion`].
+//! - [`Body`]: the response body every part of the crate returns.
+//! - [`Error`]: the one error type, with `is_*` predicates.
+//! - [`server`]: `serve` with TCP_NODELAY, HTTP/1.1 + h2c, and a graceful
+//!   shutdown that ends held responses.
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `json` | yes | [`Json`] and [`Reply::json`] (serde, serde_json) |
+//! | `pipe` | yes | the ephemeral pipe service |
+//! | `signal` | yes | SSE signalling swarms |
+//! | `full` | no | all of the above |
+//!
+//! # Abort and cancellation semantics
+//!
+//! hyper reports a client that went away by dropping the handler's future (or
+//! the response body, once the head is out). A delayed response turns that
+//! drop into an *abort*: its work is dropped, and so cancelled, unless
+//! [detached](DelayedResponse::detach); [`DelayedResponse::on_abort`] runs with
+//! [`AbortReason::ClientGone`]; [`Completion::aborted`] resolves. An abort is
+//! never reported after a response finished normally, and a server shutdown is
+//! reported as [`AbortReason::Shutdown`], not as a client abort.
+//!
+//! Measured on loopback (see `tests/abort.rs`), the abort fires within about
+//! 0.1–0.3 ms of the client's FIN, RST or HTTP/2 RST_STREAM, both while the
+//! handler is pending and while a held body waits between heartbeats. hyper
+//! cannot see a disconnect, and only a failing heartbeat write reveals it
+//! (within one or two heartbeat intervals), when:
+//!
+//! - the handler holds an upload it has not read yet (HTTP/1),
+//! - the connection was built with `half_close(true)`,
+//! - the client pipelined another request behind this one,
+//! - the peer vanished without a FIN or RST (a pulled cable).
+//!
+//! A client that half-closes its side (`shutdown(Write)`) counts as gone, as in
+//! hyper's default.
+//!
+//! # Defaults
+//!
+//! | setting | default |
+//! |---|---|
+//! | [`DelayedResponse::timeout`] | none |
+//! | heartbeat interval ([`Heartbeat`]) | 15 s ([`Heartbeat::DEFAULT_INTERVAL`]) |
+//! | first heartbeat | after one interval |
+//! | heartbeat bytes | `" "` (JSON whitespace); [`Heartbeat::sse`] uses `":\n\n"` |
+//! | status of an early result | `200 OK` |
+//! | status once the head must go out first | `202 Accepted` |
+//! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
+//! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
+//!
+//! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
+//! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]

@@ -180,6 +180,15 @@ impl Default for Config {
 /// reason is [`AbortReason::Shutdown`]. See the crate docs for the cases hyper
 /// cannot see (an unread upload, `half_close`).
 ///
+/// The finishing methods take the builder by value, so a response cannot be
+/// started twice (the original library threw at run time):
+///
+/// ```compile_fail
+/// let d = delayed_response::DelayedResponse::new();
+/// let _a = d.start(async {});
+/// let _b = d.start(async {}); // error: use of moved value
+/// ```
+///
 /// # Examples
 ///
 /// ```

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
@@ -79,9 +79,10 @@ impl Reply {
     #[cfg(feature = "json")]
     pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> Self {
         match serde_json::to_vec(value) {
-            Ok(v) => {
-                Reply::new(v).header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            }
+            Ok(v) => Reply::new(v).header(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
             Err(e) => Reply::error(e),
         }
     }
@@ -253,6 +254,7 @@ pub(crate) fn merge_headers(dst: &mut HeaderMap, base: &HeaderMap, own: HeaderMa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::CONTENT_TYPE;
 
     #[test]
     fn reply_headers_override_builder_headers() {

@@ -210,10 +210,7 @@ async fn read_response_inner(stream: &mut TcpStream) -> RawResponse {
     if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
         loop {
             // Parse as many whole chunks as are buffered.
-            loop {
-                let Some(line_end) = find(&rest, b"\r\n") else {
-                    break;
-                };
+            while let Some(line_end) = find(&rest, b"\r\n") {
                 let size_str = String::from_utf8_lossy(&rest[..line_end]).into_owned();
                 let size = usize::from_str_radix(size_str.split(';').next().unwrap().trim(), 16)
                     .expect("bad chunk size");

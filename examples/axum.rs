@@ -1,0 +1,79 @@
+//! `DelayedResponse` inside axum handlers.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --example axum -- [--addr 127.0.0.1:9000]
+//! ```
+//!
+//! and try:
+//!
+//! ```text
+//! curl -i http://127.0.0.1:9000/report        # 200 if ready within 2 s, else 202
+//! curl -iN http://127.0.0.1:9000/export       # long-poll: heartbeats, then the result
+//! ```
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use delayed_response::{DelayedResponse, Heartbeat, Json};
+
+async fn report() -> impl IntoResponse {
+    DelayedResponse::new()
+        .timeout(Duration::from_secs(2))
+        .wait(async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Json(serde_json::json!({ "report": "ready" }))
+        })
+        .await
+}
+
+async fn export(req: Request) -> impl IntoResponse {
+    // `for_request` picks up delayed_response's shutdown signal when served
+    // by `delayed_response::server`; under `axum::serve` there is none and
+    // that is fine.
+    DelayedResponse::for_request(&req)
+        .json()
+        .heartbeat(Heartbeat::every(Duration::from_secs(1)).after(Duration::from_millis(200)))
+        .start(async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            Json(serde_json::json!({ "rows": 42 }))
+        })
+        .await
+}
+
+fn app() -> Router {
+    Router::new()
+        .route("/report", get(report))
+        .route("/export", get(export))
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:9000".to_string();
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--addr", Some(a)) => addr = a,
+            _ => {
+                eprintln!("usage: axum [--addr HOST:PORT]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("listening on http://{addr}");
+    if let Err(e) = axum::serve(listener, app()).await {
+        eprintln!("server error: {e}");
+        std::process::exit(1);
+    }
+}
