@@ -5,8 +5,8 @@
 //! ```text
 //! cargo build --release --example load_held
 //! ulimit -n 20000        # each process needs --conns + a few descriptors
-//! target/release/examples/load_held                     # all modes, ~1 min
-//! target/release/examples/load_held client --conns 10000 --secs 10 --modes bare,held
+//! target/release/examples/load_held                     # all modes, ~100 s
+//! target/release/examples/load_held client --conns 10000 --secs 8 --modes bare,held
 //! target/release/examples/load_held server --mode held --addr 127.0.0.1:8080
 //! curl -sN http://127.0.0.1:8080/                       # a space every second
 //! ```
@@ -23,15 +23,27 @@
 //!   every second;
 //! - `beat`: the hand-written baseline for the heartbeat CPU: a bare hyper
 //!   handler returning a body that writes a space every second from its own
-//!   `tokio::time::Sleep` (what one would write without this crate).
+//!   `tokio::time::Sleep` (what one would write without this crate);
+//! - `beat-tick`: `beat` with one tick shared by all bodies (a `Notify` that
+//!   one interval task fires every second) instead of a timer per body: what
+//!   the coalesced design would change, on real sockets;
+//! - `raw`: the floor, no hyper: a tokio task per connection that reads the
+//!   request head, writes a chunked head, then the 6 bytes of a heartbeat
+//!   chunk every second;
+//! - `timers` and `tick`: the heartbeat timers alone, no sockets: `--conns`
+//!   tasks that each wake once a second, from their own `Sleep` (as `held`
+//!   does today, phases spread over a second) or from one shared interval
+//!   whose tick wakes them all (through a `watch` channel).
 //!
 //! For each mode it reads the server's idle RSS, opens `--conns` loopback
 //! connections (at most 256 connecting at a time) that each send one GET and
 //! then read (and count) whatever comes back, waits until the server has seen
-//! every request, lets it settle for 2 s, then samples RSS and CPU over
-//! `--secs` seconds. The client reads every heartbeat, so socket buffers never
-//! fill. The child is killed at the end (and exits by itself when its stdin
-//! closes or after `--max-secs`, 120 by default).
+//! every request (the timer modes start their tasks when told `go` on stdin,
+//! after the idle RSS is read), lets it settle for 2 s, then samples RSS and
+//! CPU over `--secs` seconds (8 by default). The client reads every
+//! heartbeat, so socket buffers never fill. The child is killed at the end
+//! (and exits by itself when its stdin closes or after `--max-secs`, 120 by
+//! default).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -52,7 +64,8 @@ use hyper::service::service_fn;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
 use tokio::time::{sleep, timeout, Sleep};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -101,6 +114,77 @@ impl http_body::Body for BeatBody {
     }
 }
 
+/// The same body as [`BeatBody`], woken by a tick shared by all bodies
+/// (the coalesced design) instead of a timer of its own.
+struct TickBody {
+    tick: Arc<Notify>,
+    notified: Pin<Box<OwnedNotified>>,
+}
+
+impl http_body::Body for TickBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        ready!(self.notified.as_mut().poll(cx));
+        // A `Notified` hears every `notify_waiters` from its creation on, so
+        // no tick is lost between this one and the next poll.
+        let next = self.tick.clone().notified_owned();
+        self.notified.set(next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+    }
+}
+
+/// The floor: no hyper, just tokio. Reads a request head, writes a chunked
+/// 200 head, then the same 6 bytes a heartbeat puts on the wire
+/// (`1\r\n \r\n`) every second from a timer per connection.
+async fn serve_raw(
+    listener: TcpListener,
+    received: Arc<AtomicUsize>,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) {
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = &mut stop => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut tcp = tcp;
+            let mut head = Vec::with_capacity(128);
+            let mut buf = [0u8; 128];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) if head.len() + n > 8192 => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            drop(head);
+            received.fetch_add(1, Ordering::Relaxed);
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if tcp.write_all(head).await.is_err() {
+                return;
+            }
+            let mut next = tokio::time::Instant::now() + BEAT;
+            loop {
+                tokio::time::sleep_until(next).await;
+                next += BEAT;
+                if tcp.write_all(b"1\r\n \r\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
 async fn run_server(args: &[String]) -> Result<()> {
     let mode = flag(args, "--mode").unwrap_or("held").to_owned();
     let addr = flag(args, "--addr").unwrap_or("127.0.0.1:0");
@@ -112,13 +196,25 @@ async fn run_server(args: &[String]) -> Result<()> {
     }
     let received = Arc::new(AtomicUsize::new(0));
 
-    // Stop when the harness closes our stdin (it went away) or at the limit.
+    // The harness writes `go` on our stdin once it has read the idle RSS
+    // (the timer modes start their tasks then), and closes it to stop us.
+    let (go_tx, go) = oneshot::channel::<()>();
+    let (eof_tx, eof) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut go_tx = Some(go_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line == "go" {
+                if let Some(tx) = go_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let _ = eof_tx.send(());
+    });
     let stop = async move {
-        let mut stdin = tokio::io::stdin();
-        let mut buf = [0u8; 64];
-        let eof = async { while matches!(stdin.read(&mut buf).await, Ok(n) if n > 0) {} };
         tokio::select! {
-            () = eof => {}
+            _ = eof => {}
             () = sleep(Duration::from_secs(max_secs)) => {}
         }
     };
@@ -169,9 +265,90 @@ async fn run_server(args: &[String]) -> Result<()> {
             });
             server::serve(listener, svc, stop).await?;
         }
-        other => return Err(format!("unknown mode {other:?} (bare | held | beat)").into()),
+        "beat-tick" => {
+            let tick = Arc::new(Notify::new());
+            let driver = tick.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(BEAT);
+                loop {
+                    interval.tick().await;
+                    driver.notify_waiters();
+                }
+            });
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let body = TickBody {
+                    notified: Box::pin(tick.clone().notified_owned()),
+                    tick: tick.clone(),
+                };
+                async { Ok::<_, Infallible>(Response::new(body)) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "raw" => {
+            let stop = std::pin::pin!(stop);
+            serve_raw(listener, received, stop).await;
+        }
+        "timers" | "tick" => {
+            let tasks: usize = flag(args, "--tasks").unwrap_or("10000").parse()?;
+            let _ = go.await;
+            let beats = Arc::new(AtomicU64::new(0));
+            if mode == "timers" {
+                spawn_timers(tasks, &beats);
+            } else {
+                spawn_tick(tasks, &beats);
+            }
+            received.store(tasks, Ordering::Relaxed);
+            stop.await;
+            drop(listener);
+        }
+        other => return Err(format!("unknown mode {other:?}").into()),
     }
     Ok(())
+}
+
+/// The timer of `held` alone, without sockets: one `Sleep` per task, reset
+/// to the next second after each beat, with the phases spread over a second
+/// as the connections of the socket test arrive.
+fn spawn_timers(tasks: usize, beats: &Arc<AtomicU64>) {
+    let start = tokio::time::Instant::now();
+    for i in 0..tasks {
+        let beats = beats.clone();
+        let phase = BEAT * i as u32 / tasks as u32;
+        tokio::spawn(async move {
+            let mut sleep = Box::pin(tokio::time::sleep_until(start + BEAT + phase));
+            loop {
+                sleep.as_mut().await;
+                beats.fetch_add(1, Ordering::Relaxed);
+                let next = sleep.deadline() + BEAT;
+                sleep.as_mut().reset(next);
+            }
+        });
+    }
+}
+
+/// The coalesced alternative: one interval for everyone, whose tick wakes
+/// every task (through a `watch` channel, which wakes its waiters in
+/// batches, as a shared registry of wakers would).
+fn spawn_tick(tasks: usize, beats: &Arc<AtomicU64>) {
+    let (tx, rx) = watch::channel(0u64);
+    for _ in 0..tasks {
+        let beats = beats.clone();
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                beats.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(BEAT);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            tx.send_modify(|n| *n += 1);
+        }
+    });
 }
 
 // ---------------------------------------------------------------- client ----
@@ -195,9 +372,9 @@ impl Measured {
 async fn run_client(args: &[String]) -> Result<()> {
     let conns: usize = flag(args, "--conns").unwrap_or("10000").parse()?;
     let conns = conns.clamp(1, 20_000);
-    let secs: u64 = flag(args, "--secs").unwrap_or("10").parse()?;
+    let secs: u64 = flag(args, "--secs").unwrap_or("8").parse()?;
     let secs = secs.clamp(1, 30);
-    let modes = flag(args, "--modes").unwrap_or("bare,held,beat");
+    let modes = flag(args, "--modes").unwrap_or("bare,held,beat,beat-tick,raw,timers,tick");
     let tick = clock_ticks_per_sec();
 
     let limit = open_files_limit()?;
@@ -238,6 +415,19 @@ async fn run_client(args: &[String]) -> Result<()> {
             held.per_conn_kib() / bare.per_conn_kib()
         );
     }
+    if let (Some(timers), Some(tick)) = (find("timers"), find("tick")) {
+        println!(
+            "ratio: tick/timers CPU {:.2}, RSS per task {:.2}",
+            tick.cpu_percent / timers.cpu_percent.max(0.01),
+            tick.per_conn_kib() / timers.per_conn_kib()
+        );
+    }
+    if let (Some(beat), Some(tick)) = (find("beat"), find("beat-tick")) {
+        println!(
+            "ratio: beat-tick/beat CPU {:.2}",
+            tick.cpu_percent / beat.cpu_percent.max(0.01)
+        );
+    }
     if let (Some(beat), Some(held)) = (find("beat"), find("held")) {
         println!(
             "ratio: held/beat RSS per response {:.2}, CPU {:.2}",
@@ -250,8 +440,10 @@ async fn run_client(args: &[String]) -> Result<()> {
 
 async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measured> {
     let exe = std::env::current_exe()?;
+    let count = conns.to_string();
     let mut child = Command::new(exe)
         .args(["server", "--mode", mode, "--addr", "127.0.0.1:0"])
+        .args(["--tasks", &count])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -279,11 +471,18 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
 
     sleep(Duration::from_millis(300)).await;
     let idle_kib = rss_kib(pid)?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(b"go\n").await?;
 
     let read_bytes = Arc::new(AtomicU64::new(0));
     let connecting = Arc::new(Semaphore::new(256));
-    let mut tasks = Vec::with_capacity(conns);
-    for _ in 0..conns {
+    let sockets = if matches!(mode, "timers" | "tick") {
+        0
+    } else {
+        conns
+    };
+    let mut tasks = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
         let permit = connecting.clone().acquire_owned().await?;
         let read_bytes = read_bytes.clone();
         tasks.push(tokio::spawn(async move {
@@ -321,7 +520,7 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
 
     // Kill the server first, so the TIME_WAIT sockets are its own and the
     // client's ports are free again at once.
-    drop(child.stdin.take());
+    drop(stdin);
     kill(&mut child).await;
     for task in tasks {
         let _ = timeout(Duration::from_secs(10), task).await;
