@@ -17,9 +17,10 @@
 //! and has each send GETs one after the other for `--secs` seconds; the
 //! servers take turns, the order rotating, for `--rounds` rounds, after a 1 s
 //! warm-up each. For each slice it records the req/s and the server thread's
-//! CPU time per request (`/proc/self/task/*/schedstat`), and prints the means
-//! and the median (with the quartiles) of the per-round ratios, which is
-//! robust against the load of a shared machine drifting during the run.
+//! CPU time per request (`/proc/self/task/*/schedstat`), and prints the
+//! means, the least CPU per request of each server (its least disturbed
+//! slice), and the median (with the quartiles) of the per-round ratios, which
+//! is robust against the load of a shared machine drifting during the run.
 //! Client and servers share the machine's cores, so the absolute numbers are
 //! low; the ratios are what count.
 //!
@@ -354,6 +355,23 @@ async fn run(o: &Options, addrs: &[(Kind, SocketAddr)]) -> Result<()> {
         mean(0, cpu),
         mean(1, cpu),
         mean(2, cpu)
+    );
+    // The least CPU per request a server needed in any slice: the slice
+    // least disturbed by the rest of the machine.
+    let min_cpu = |i: usize| {
+        rounds
+            .iter()
+            .map(|r| r[i].cpu_us)
+            .fold(f64::INFINITY, f64::min)
+    };
+    println!(
+        "min server CPU/req:     bare {:>5.2} us  wait {:>5.2} us  start {:>5.2} us   \
+         bare/wait {:.3}  bare/start {:.3}",
+        min_cpu(0),
+        min_cpu(1),
+        min_cpu(2),
+        min_cpu(0) / min_cpu(1),
+        min_cpu(0) / min_cpu(2)
     );
     let ratio = |i: usize, f: fn(&Slice, &Slice) -> f64| {
         median(rounds.iter().map(|r| f(&r[i], &r[0])).collect())
