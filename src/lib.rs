@@ -29,6 +29,10 @@
 //! - [`Error`]: the one error type, with `is_*` predicates.
 //! - [`server`]: `serve` with TCP_NODELAY, HTTP/1.1 + h2c, and a graceful
 //!   shutdown that ends held responses.
+//! - [`sse`]: Server-Sent Events encoding ([`sse::Event`]) and keep-alive
+//!   comments ([`sse::keep_alive`]).
+//! - [`signal`] (feature `signal`): SSE signalling swarms, koa-signal's
+//!   protocol on the core's heartbeat and abort primitives.
 //!
 //! # Feature flags
 //!
@@ -75,6 +79,8 @@
 //! | status once the head must go out first | `202 Accepted` |
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
+//! | SSE keep-alive | 15 s ([`sse::DEFAULT_KEEP_ALIVE`]) |
+//! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
@@ -85,7 +91,19 @@
 mod body;
 pub mod delayed;
 mod error;
+#[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
+mod id;
+#[cfg(feature = "park")]
+pub mod park;
+#[cfg(feature = "pipe")]
+pub mod pipe;
+pub mod proxy;
 pub mod server;
+#[cfg(feature = "signal")]
+pub mod signal;
+pub mod sse;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use body::Body;
 #[cfg(feature = "json")]

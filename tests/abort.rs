@@ -416,3 +416,25 @@ async fn h2_connection_close_is_an_abort() {
     drop((body, send));
     p.server.stop().await;
 }
+
+// hyper sends only the head of a HEAD response and drops its body unread:
+// that is a normal end, not an abort.
+#[tokio::test]
+async fn h1_head_request_is_not_an_abort() {
+    let mut p = probe(|d| async move {
+        d.heartbeat(Heartbeat::every(Duration::from_millis(20)))
+            .start(std::future::pending::<()>())
+            .await
+    })
+    .await;
+    let mut s = send_raw(
+        p.server.addr,
+        "HEAD / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, b"HTTP/1.1 202 Accepted\r\n").await;
+    assert_eq!(p.outcome().await, Outcome::Done);
+    assert!(p.aborts.try_recv().is_err());
+    p.server.stop().await;
+}

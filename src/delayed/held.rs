@@ -208,6 +208,12 @@ impl Future for ResponseFuture {
 /// Sends the head now; the body carries on waiting.
 fn commit(held: Held, status: StatusCode, first: Bytes) -> Response<Body> {
     let mut res = held.head(status, Body::empty());
+    if held.cfg.head_request {
+        // Nothing of the body will be sent: the response is done.
+        let mut tracker = held.tracker;
+        tracker.finish(Outcome::Done);
+        return res;
+    }
     *res.body_mut() = Body::boxed(HeldBody {
         state: State::Waiting(Box::new(held)),
         pending: first,
@@ -285,7 +291,10 @@ pub(crate) fn guard_body(
     outcome: Outcome,
 ) -> Response<Body> {
     use http_body::Body as _;
-    if res.body().is_end_stream() || res.body().size_hint().exact().is_some() {
+    if tracker.head_request()
+        || res.body().is_end_stream()
+        || res.body().size_hint().exact().is_some()
+    {
         tracker.finish(outcome);
         return res;
     }

@@ -123,12 +123,27 @@ pub(crate) struct Config {
     heartbeat: Heartbeat,
     status: StatusCode,
     pending_status: StatusCode,
-    headers: HeaderMap,
+    /// Shared, so that a per-request change to another setting (a hook that
+    /// captures the request) copies a pointer, not the map.
+    headers: Arc<HeaderMap>,
     commit_at_start: bool,
     detach: bool,
     max_buffered: usize,
     shutdown: Option<Shutdown>,
+    /// A HEAD request: hyper sends the head and drops the body unpolled.
+    head_request: bool,
+    #[cfg(feature = "park")]
+    park: Option<Parking>,
+    #[cfg(feature = "park")]
+    prefer: crate::park::Prefer,
     hooks: Hooks,
+}
+
+#[cfg(feature = "park")]
+#[derive(Clone)]
+struct Parking {
+    store: crate::park::Store,
+    owner: Option<String>,
 }
 
 /// The default [`max_buffered`](DelayedResponse::max_buffered): 1 MiB.
@@ -141,11 +156,16 @@ impl Default for Config {
             heartbeat: Heartbeat::default(),
             status: StatusCode::OK,
             pending_status: StatusCode::ACCEPTED,
-            headers: HeaderMap::new(),
+            headers: Arc::new(HeaderMap::new()),
             commit_at_start: false,
             detach: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
             shutdown: None,
+            head_request: false,
+            #[cfg(feature = "park")]
+            park: None,
+            #[cfg(feature = "park")]
+            prefer: crate::park::Prefer::default(),
             hooks: Hooks::default(),
         }
     }
@@ -254,8 +274,25 @@ impl DelayedResponse {
     /// A builder that listens to the [`Shutdown`] signal found in the
     /// request's extensions (which [`server::serve`](crate::server::serve)
     /// puts there).
+    ///
+    /// It also notes a `HEAD` request: hyper sends only the head of its
+    /// response and drops the body unread, which is then a normal end, not
+    /// an abort.
+    ///
+    /// With the `park` feature it also reads the request's `Prefer` header,
+    /// which [`park`](Self::park) honours.
     pub fn for_request<B>(req: &Request<B>) -> Self {
-        let builder = DelayedResponse::new();
+        let mut builder = DelayedResponse::new();
+        if req.method() == http::Method::HEAD {
+            builder.cfg().head_request = true;
+        }
+        #[cfg(feature = "park")]
+        {
+            let prefer = crate::park::Prefer::from_headers(req.headers());
+            if prefer != crate::park::Prefer::default() {
+                builder.cfg().prefer = prefer;
+            }
+        }
         match req.extensions().get::<Shutdown>() {
             Some(s) => builder.shutdown(s.clone()),
             None => builder,
@@ -301,7 +338,7 @@ impl DelayedResponse {
     /// Adds a header to every head this response sends (replacing a value
     /// for the same name). A reply's own headers win over these.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.cfg().headers.insert(name, value);
+        Arc::make_mut(&mut self.cfg().headers).insert(name, value);
         self
     }
 
@@ -342,6 +379,39 @@ impl DelayedResponse {
     /// [`AbortReason::Shutdown`].
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.cfg().shutdown = Some(shutdown);
+        self
+    }
+
+    /// Async request-reply (feature `park`): at the deadline of
+    /// [`wait`](Self::wait), the work keeps running in a task of its own and
+    /// its result is parked in `store`; the answer is `202 Accepted` with a
+    /// `Location` to poll (served by a [`StatusService`](crate::park::StatusService))
+    /// and `Retry-After`. When the store is full of running jobs, the answer
+    /// is `503` with `Retry-After` and the work is dropped.
+    ///
+    /// The request's `Prefer` header (read by [`for_request`](Self::for_request))
+    /// is honoured: `respond-async` parks at once, unless the result is already
+    /// there; `wait=N` sets the deadline to N seconds, capped by
+    /// [`Store::max_wait`](crate::park::Store::max_wait); the response says which
+    /// were applied in `Preference-Applied`.
+    ///
+    /// Parking applies to `wait`; the held modes (`start`, `poll`, `handle`)
+    /// send their head before they could give a `Location`, and ignore it.
+    #[cfg(feature = "park")]
+    pub fn park(mut self, store: crate::park::Store) -> Self {
+        let owner = self.cfg.park.as_ref().and_then(|p| p.owner.clone());
+        self.cfg().park = Some(Parking { store, owner });
+        self
+    }
+
+    /// Binds a parked result to `owner` (feature `park`): only status requests
+    /// whose [`StatusService::owner`](crate::park::StatusService::owner) key
+    /// equals it can read or cancel it. Call after [`park`](Self::park).
+    #[cfg(feature = "park")]
+    pub fn park_owner(mut self, owner: impl Into<String>) -> Self {
+        if let Some(p) = &mut self.cfg().park {
+            p.owner = Some(owner.into());
+        }
         self
     }
 
@@ -423,38 +493,16 @@ impl DelayedResponse {
         F::Output: IntoReply,
     {
         let cfg = self.cfg;
-        async move {
-            let mut tracker = Tracker::new(cfg.clone(), "wait", None);
-            let work = if cfg.detach {
-                Either::Left(spawn(work))
-            } else {
-                Either::Right(async move { work.await.into_reply() })
-            };
-            let deadline = async {
-                match cfg.timeout {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            let shutdown = async {
-                match &cfg.shutdown {
-                    Some(s) => s.triggered().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                reply = work => held::render_early(cfg.clone(), tracker, reply),
-                () = deadline => {
-                    let res = held::timeout_response(&cfg);
-                    held::guard_body(res, tracker, Outcome::Timeout)
-                }
-                () = shutdown => {
-                    tracker.finish(Outcome::Aborted(AbortReason::Shutdown));
-                    held::shutdown_response()
-                }
+        #[cfg(feature = "park")]
+        {
+            if let Some(parking) = cfg.park.clone() {
+                let work: BoxWork = Box::pin(async move { work.await.into_reply() });
+                return Either::Left(wait_parked(cfg, parking, work));
             }
+            Either::Right(wait_plain(cfg, work))
         }
+        #[cfg(not(feature = "park"))]
+        wait_plain(cfg, work)
     }
 
     /// Long-poll: holds the response, writing heartbeats, until `work`
@@ -525,6 +573,109 @@ impl DelayedResponse {
     ) -> ResponseFuture {
         let tracker = Tracker::new(self.cfg.clone(), mode, cell);
         ResponseFuture::new(Held::new(self.cfg, source, tracker))
+    }
+}
+
+/// `wait` with parking: at the deadline the work moves to a task of its own.
+#[cfg(feature = "park")]
+async fn wait_parked(cfg: Arc<Config>, parking: Parking, mut work: BoxWork) -> Response<Body> {
+    use crate::park::{accepted, applied, unavailable, PREFERENCE_APPLIED};
+    let mut tracker = Tracker::new(cfg.clone(), "wait", None);
+    let store = &parking.store;
+    let prefer = cfg.prefer;
+    let wait_pref = prefer.wait.map(|w| w.min(store.max_wait()));
+    let deadline = if prefer.respond_async {
+        Some(Duration::ZERO)
+    } else {
+        wait_pref.or(cfg.timeout)
+    };
+    let deadline_passed = sleep_or_never(deadline);
+    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
+    tokio::select! {
+        biased;
+        reply = &mut work => {
+            let mut res = held::render_early(cfg.clone(), tracker, reply);
+            let honoured_wait = if prefer.respond_async { None } else { wait_pref };
+            if let Some(v) = applied(false, honoured_wait) {
+                res.headers_mut().insert(PREFERENCE_APPLIED, v);
+            }
+            return res;
+        }
+        () = deadline_passed => {}
+        () = shutdown => {
+            tracker.finish(Outcome::Aborted(AbortReason::Shutdown));
+            return held::shutdown_response();
+        }
+    }
+    let on_error = cfg.hooks.on_error.clone();
+    let render_error = move |e: &Error| match &on_error {
+        Some(hook) => hook(e),
+        None => held::default_error_response(),
+    };
+    match store.park(work, parking.owner.clone(), render_error) {
+        Ok(id) => {
+            tracing::debug!(parent: tracker.span(), %id, "parked");
+            tracker.finish(Outcome::Timeout);
+            let mut res = accepted(store, &id);
+            let honoured_wait = if prefer.respond_async {
+                None
+            } else {
+                wait_pref
+            };
+            if let Some(v) = applied(prefer.respond_async, honoured_wait) {
+                res.headers_mut().insert(PREFERENCE_APPLIED, v);
+            }
+            res
+        }
+        Err(e) => {
+            tracing::debug!(parent: tracker.span(), ?e, "cannot park");
+            tracker.finish(Outcome::Error);
+            unavailable(store)
+        }
+    }
+}
+
+/// `wait` without parking.
+async fn wait_plain<F>(cfg: Arc<Config>, work: F) -> Response<Body>
+where
+    F: Future + Send + 'static,
+    F::Output: IntoReply,
+{
+    let mut tracker = Tracker::new(cfg.clone(), "wait", None);
+    let work = if cfg.detach {
+        Either::Left(spawn(work))
+    } else {
+        Either::Right(async move { work.await.into_reply() })
+    };
+    let deadline = sleep_or_never(cfg.timeout);
+    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
+    tokio::select! {
+        biased;
+        reply = work => held::render_early(cfg.clone(), tracker, reply),
+        () = deadline => {
+            let res = held::timeout_response(&cfg);
+            held::guard_body(res, tracker, Outcome::Timeout)
+        }
+        () = shutdown => {
+            tracker.finish(Outcome::Aborted(AbortReason::Shutdown));
+            held::shutdown_response()
+        }
+    }
+}
+
+/// Resolves after `d`, or never.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves when `shutdown` is triggered, or never.
+async fn shutdown_or_never(shutdown: Option<&Shutdown>) {
+    match shutdown {
+        Some(s) => s.triggered().await,
+        None => std::future::pending().await,
     }
 }
 

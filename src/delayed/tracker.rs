@@ -53,6 +53,10 @@ impl Tracker {
         &self.span
     }
 
+    pub(crate) fn head_request(&self) -> bool {
+        self.cfg.head_request
+    }
+
     /// Reports `outcome` unless an outcome was already reported.
     pub(crate) fn finish(&mut self, outcome: Outcome) {
         if std::mem::replace(&mut self.done, true) {

@@ -3,6 +3,8 @@
 //! complete chunked body from a cut one.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod sse;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -279,4 +281,37 @@ pub async fn within<F: Future>(what: &str, fut: F) -> F::Output {
     tokio::time::timeout(PATIENCE, fut)
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// A `POST path` with this content type and body, `Connection: close`;
+/// returns the whole response.
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> RawResponse {
+    let ct = content_type
+        .map(|ct| format!("Content-Type: {ct}\r\n"))
+        .unwrap_or_default();
+    let mut stream = send_raw(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    read_response(&mut stream).await
+}
+
+/// Waits until `check` holds, looking every few milliseconds (for state
+/// that has no event to await); fails after [`PATIENCE`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    within(what, async {
+        while !check() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
 }

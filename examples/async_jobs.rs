@@ -1,0 +1,130 @@
+//! Async request-reply: jobs answered with their result when they finish in
+//! time, else `202 Accepted` + `Location` + `Retry-After`.
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --example async_jobs -- [--addr 127.0.0.1:9000]
+//! ```
+//!
+//! and try:
+//!
+//! ```text
+//! curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=300'                  # 200 {"slept_ms":300}
+//! curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=5000&deadline_ms=500' # 202, Location: /jobs/…
+//! curl -i -H 'Prefer: wait=10' http://127.0.0.1:9000/jobs/<id>              # long-polls for the result
+//! curl -i -X DELETE http://127.0.0.1:9000/jobs/<id>                         # 204: cancelled
+//! curl -i -X POST -H 'Prefer: respond-async' 'http://127.0.0.1:9000/jobs?work_ms=100'
+//! ```
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use delayed_response::park::{StatusService, Store};
+use delayed_response::{server, Body, DelayedResponse, Json};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+
+const MAX_MS: u64 = 3_600_000;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut args = std::env::args().skip(1);
+    let mut addr = "127.0.0.1:9000".to_string();
+    while let Some(arg) = args.next() {
+        match (arg.as_str(), args.next()) {
+            ("--addr", Some(a)) => addr = a,
+            _ => {
+                eprintln!("usage: async_jobs [--addr HOST:PORT]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let listener = match tokio::net::TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("cannot listen on {addr}: {e}");
+            std::process::exit(1);
+        }
+    };
+    tracing::info!("listening on http://{addr}");
+    let store = Store::builder().base_path("/jobs/").build();
+    let status = StatusService::new(store.clone());
+    let service = service_fn(move |req: Request<Incoming>| {
+        let store = store.clone();
+        let status = status.clone();
+        async move {
+            let res = if req.uri().path().starts_with("/jobs/") {
+                status.respond(req).await
+            } else if req.uri().path() == "/jobs" && req.method() == Method::POST {
+                create(req, store).await
+            } else if req.uri().path() == "/jobs" {
+                text(StatusCode::METHOD_NOT_ALLOWED, "use POST /jobs\n")
+            } else {
+                text(StatusCode::NOT_FOUND, "not found: POST /jobs?work_ms=N\n")
+            };
+            Ok::<_, Infallible>(res)
+        }
+    });
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = server::serve(listener, service, shutdown).await {
+        eprintln!("server error: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn create(req: Request<Incoming>, store: Store) -> Response<Body> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    let work_ms = match number(&query, "work_ms") {
+        Ok(Some(n)) => n,
+        Ok(None) => return text(StatusCode::BAD_REQUEST, "missing query parameter work_ms\n"),
+        Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
+    };
+    let deadline_ms = match number(&query, "deadline_ms") {
+        Ok(n) => n.unwrap_or(1000),
+        Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
+    };
+    DelayedResponse::for_request(&req)
+        .timeout(Duration::from_millis(deadline_ms))
+        .park(store)
+        .on_outcome(move |outcome| tracing::info!(work_ms, %outcome, "job request answered"))
+        .wait(async move {
+            tokio::time::sleep(Duration::from_millis(work_ms)).await;
+            tracing::info!(work_ms, "job finished");
+            Json(serde_json::json!({ "slept_ms": work_ms }))
+        })
+        .await
+}
+
+fn number(query: &str, name: &str) -> Result<Option<u64>, String> {
+    let Some(raw) = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+    else {
+        return Ok(None);
+    };
+    match raw.parse::<u64>() {
+        Ok(v) if v <= MAX_MS => Ok(Some(v)),
+        Ok(_) => Err(format!("{name} must be at most {MAX_MS}\n")),
+        Err(_) => Err(format!(
+            "{name} must be a whole number of milliseconds, got {raw:?}\n"
+        )),
+    }
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut res = Response::new(Body::from(body.to_string()));
+    *res.status_mut() = status;
+    res
+}

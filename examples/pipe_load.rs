@@ -1,0 +1,595 @@
+//! Load harness for the pipe: one big stream (against a raw TCP relay, same
+//! run) and thousands of idle waiting senders.
+//!
+//! ```text
+//! cargo run --release --example pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
+//! ```
+//!
+//! The server under test runs as a child process (this same binary with
+//! `serve-pipe` or `serve-relay`), so its CPU time (`/proc/PID/stat`), RSS
+//! (`/proc/PID/status`) and open fds (`/proc/PID/fd`) are its own. Clients run
+//! in this process, or as `curl` children. Needs `ulimit -n` above twice the
+//! number of waiters (it is checked).
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use delayed_response::pipe::Pipe;
+use delayed_response::{server, Heartbeat};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BLOCK: usize = 256 << 10;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = args.first().map(String::as_str).unwrap_or("all");
+    let opt = |name: &str, default: u64| -> u64 {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    match mode {
+        "serve-pipe" => rt.block_on(serve_pipe(opt("--heartbeat-ms", 1000))),
+        "serve-relay" => rt.block_on(serve_relay()),
+        "serve-hold" => rt.block_on(serve_hold()),
+        "serve-core" => rt.block_on(serve_core(opt("--heartbeat-ms", 1000))),
+        "stream" | "idle" | "all" => {
+            let bytes = opt("--bytes", 2 << 30);
+            let waiters = opt("--waiters", 5000) as usize;
+            let curl = !args.iter().any(|a| a == "--no-curl")
+                && Command::new("curl").arg("--version").output().is_ok();
+            if mode != "idle" {
+                rt.block_on(stream_bench(bytes, curl));
+            }
+            if mode != "stream" {
+                rt.block_on(idle_bench(waiters));
+            }
+        }
+        _ => {
+            eprintln!("usage: pipe_load [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]");
+            std::process::exit(2);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- servers
+
+async fn serve_pipe(heartbeat_ms: u64) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let pipe = Pipe::builder()
+        .hooks(FrameCount::default())
+        .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
+        .max_upload_bytes(0)
+        .max_waiting(1_000_000)
+        .build();
+    let _ = server::serve(listener, pipe, stdin_closed()).await;
+}
+
+/// The floor for idle waiters: bare hyper (through the same `server::serve`)
+/// holding a response open after its first line, with no pipe at all.
+async fn serve_hold() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let service = hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+        let first = futures_util::stream::once(async {
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from_static(b"http://h/AAAAAAAAAAAA\n"))
+        });
+        let body = delayed_response::Body::from_stream(futures_util::StreamExt::chain(
+            first,
+            futures_util::stream::pending(),
+        ));
+        Ok::<_, std::convert::Infallible>(http::Response::new(body))
+    });
+    let _ = server::serve(listener, service, stdin_closed()).await;
+}
+
+/// The core alone: a handle-mode delayed response with heartbeats that
+/// writes one line and keeps the request body until the response is over, as
+/// the pipe does, without the pipe's registry or upload bookkeeping.
+async fn serve_core(heartbeat_ms: u64) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+        async move {
+            let (response, completion) = delayed_response::DelayedResponse::for_request(&req)
+                .pending_status(http::StatusCode::OK)
+                .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
+                .handle();
+            let _ = completion.write("http://h/AAAAAAAAAAAA\n");
+            // Keep the upload until the response is over (as the pipe's
+            // registry does), then free both.
+            let body = req.into_body();
+            tokio::spawn(async move {
+                completion.closed().await;
+                drop((body, completion));
+            });
+            Ok::<_, std::convert::Infallible>(response.await)
+        }
+    });
+    let _ = server::serve(listener, service, stdin_closed()).await;
+}
+
+/// Counts the frames of each transfer and prints their mean size to stderr
+/// (coalescing shows up here).
+#[derive(Default)]
+struct FrameCount {
+    frames: std::sync::atomic::AtomicU64,
+}
+
+impl delayed_response::pipe::Hooks for FrameCount {
+    fn progress(&self, _: &delayed_response::pipe::Socket, _: &delayed_response::pipe::Stats) {
+        self.frames
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn end(
+        &self,
+        socket: &delayed_response::pipe::Socket,
+        stats: &delayed_response::pipe::Stats,
+    ) -> bytes::Bytes {
+        let frames = self
+            .frames
+            .swap(0, std::sync::atomic::Ordering::Relaxed)
+            .max(1);
+        eprintln!(
+            "pipe_load: {} bytes in {frames} frames, {} bytes per frame",
+            stats.bytes,
+            stats.bytes / frames
+        );
+        delayed_response::pipe::DefaultHooks.end(socket, stats)
+    }
+}
+
+/// The baseline: accept a sender, then a receiver, copy one into the other.
+async fn serve_relay() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    println!("{}", listener.local_addr().expect("addr"));
+    let relay = async {
+        loop {
+            let Ok((mut tx, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok((mut rx, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; BLOCK];
+                loop {
+                    match tx.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if rx.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    };
+    tokio::select! {
+        () = relay => {}
+        () = stdin_closed() => {}
+    }
+}
+
+/// The child stops when the parent closes its stdin.
+async fn stdin_closed() {
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+    })
+    .await;
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    ticks_per_sec: f64,
+}
+
+impl Server {
+    fn spawn(args: &[&str]) -> Server {
+        let exe = std::env::current_exe().expect("current_exe");
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("server address");
+        let ticks_per_sec = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0);
+        Server {
+            child,
+            addr: line.trim().parse().expect("address"),
+            ticks_per_sec,
+        }
+    }
+
+    /// utime + stime of the server process, in seconds.
+    fn cpu(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the `(comm)`, which may contain spaces.
+        let rest = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15; `rest` starts at field 3.
+        (ticks(11) + ticks(12)) / self.ticks_per_sec
+    }
+
+    fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+    }
+
+    fn stop(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- stream
+
+struct Run {
+    secs: f64,
+    server_cpu: f64,
+    peak_rss_kib: u64,
+}
+
+impl Run {
+    fn print(&self, name: &str, bytes: u64, baseline: Option<&Run>) {
+        let gib = bytes as f64 / (1u64 << 30) as f64;
+        let gbps = bytes as f64 / self.secs / 1e9;
+        let ratio = baseline.map_or(String::new(), |b| format!("{:.2}x", b.secs / self.secs));
+        println!(
+            "| {name} | {gib:.2} GiB | {:.2} s | {gbps:.2} GB/s | {ratio} | {:.2} s | {:.3} s/GB | {} KiB |",
+            self.secs,
+            self.server_cpu,
+            self.server_cpu / (bytes as f64 / 1e9),
+            self.peak_rss_kib
+        );
+    }
+}
+
+/// Samples the server's RSS while `fut` runs.
+async fn measured<F: std::future::Future<Output = ()>>(server: &Server, fut: F) -> Run {
+    let cpu0 = server.cpu();
+    let t0 = Instant::now();
+    let mut peak = server.rss_kib();
+    let mut fut = std::pin::pin!(fut);
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            () = &mut fut => break,
+            _ = tick.tick() => peak = peak.max(server.rss_kib()),
+        }
+    }
+    Run {
+        secs: t0.elapsed().as_secs_f64(),
+        server_cpu: server.cpu() - cpu0,
+        peak_rss_kib: peak.max(server.rss_kib()),
+    }
+}
+
+async fn write_zeros(stream: &mut TcpStream, bytes: u64) {
+    let block = vec![0u8; BLOCK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(BLOCK as u64) as usize;
+        stream.write_all(&block[..n]).await.expect("send");
+        left -= n as u64;
+    }
+}
+
+async fn read_all(stream: &mut TcpStream) -> u64 {
+    let mut buf = vec![0u8; BLOCK];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n as u64,
+        }
+    }
+}
+
+async fn relay_run(bytes: u64) -> Run {
+    let server = Server::spawn(&["serve-relay"]);
+    let addr = server.addr;
+    let run = measured(&server, async move {
+        let mut tx = TcpStream::connect(addr).await.expect("connect");
+        tx.set_nodelay(true).ok();
+        // The relay takes the first connection as the sender.
+        tx.write_all(&[]).await.ok();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let mut rx = TcpStream::connect(addr).await.expect("connect");
+        let send = tokio::spawn(async move {
+            write_zeros(&mut tx, bytes).await;
+        });
+        let got = read_all_n(&mut rx, bytes).await;
+        assert_eq!(got, bytes, "relay lost data");
+        let _ = send.await;
+    })
+    .await;
+    server.stop();
+    run
+}
+
+async fn read_all_n(stream: &mut TcpStream, bytes: u64) -> u64 {
+    let mut buf = vec![0u8; BLOCK];
+    let mut total = 0;
+    while total < bytes {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n as u64,
+        }
+    }
+    total
+}
+
+/// Rust clients: `PUT` with Content-Length, `GET` reading the body.
+async fn pipe_run_rust(bytes: u64) -> Run {
+    let server = Server::spawn(&["serve-pipe"]);
+    let addr = server.addr;
+    let run = measured(&server, async move {
+        let mut tx = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "PUT /zeros HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n"
+        );
+        tx.write_all(head.as_bytes()).await.expect("head");
+        let url = read_url(&mut tx).await;
+        let path = url.split_once(&addr.to_string()).map_or("/", |(_, p)| p).to_owned();
+        let send = tokio::spawn(async move {
+            write_zeros(&mut tx, bytes).await;
+            let mut tail = Vec::new();
+            let _ = tx.read_to_end(&mut tail).await;
+            String::from_utf8_lossy(&tail).into_owned()
+        });
+        let mut rx = TcpStream::connect(addr).await.expect("connect");
+        let get = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        rx.write_all(get.as_bytes()).await.expect("get");
+        let got = read_all(&mut rx).await;
+        assert!(got >= bytes, "pipe lost data: {got} < {bytes}");
+        let tail = send.await.unwrap_or_default();
+        assert!(tail.contains("done:"), "sender: {tail:?}");
+    })
+    .await;
+    server.stop();
+    run
+}
+
+async fn read_url(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed before the URL line");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(start) = text.find("http://") {
+            if let Some(len) = text[start..].find('\n') {
+                return text[start..start + len].to_owned();
+            }
+        }
+    }
+}
+
+/// curl → pipe → curl: `curl -T -` (chunked, fed zeros by this process) and
+/// `curl -o /dev/null`.
+async fn pipe_run_curl(bytes: u64) -> Run {
+    let server = Server::spawn(&["serve-pipe"]);
+    let addr = server.addr;
+    let run = measured(&server, async move {
+        let mut sender = Command::new("curl")
+            .args(["-sS", "-N", "-T", "-", &format!("http://{addr}/zeros")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let mut out = BufReader::new(sender.stdout.take().expect("stdout"));
+        let mut url = String::new();
+        let mut stdin = sender.stdin.take().expect("stdin");
+        let feeder = std::thread::spawn(move || {
+            let block = vec![0u8; BLOCK];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(BLOCK as u64) as usize;
+                if stdin.write_all(&block[..n]).is_err() {
+                    break;
+                }
+                left -= n as u64;
+            }
+        });
+        let (url, mut out) = tokio::task::spawn_blocking(move || {
+            out.read_line(&mut url).expect("url");
+            (url, out)
+        })
+        .await
+        .expect("url");
+        let receiver = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                url.trim(),
+            ])
+            .output()
+            .expect("curl receiver");
+        let got: u64 = String::from_utf8_lossy(&receiver.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert_eq!(got, bytes, "curl receiver got {got} bytes");
+        let _ = feeder.join();
+        let mut tail = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut tail);
+        let _ = sender.wait();
+        assert!(tail.contains("done:"), "sender: {tail:?}");
+    })
+    .await;
+    server.stop();
+    run
+}
+
+async fn stream_bench(bytes: u64, curl: bool) {
+    println!("## one stream of {bytes} bytes over loopback\n");
+    println!("| path | size | wall | throughput | vs raw TCP | server CPU | server CPU per GB | server peak RSS |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let raw = relay_run(bytes).await;
+    raw.print("raw TCP relay (Rust clients)", bytes, None);
+    let rust = pipe_run_rust(bytes).await;
+    rust.print("pipe (Rust clients, Content-Length)", bytes, Some(&raw));
+    if curl {
+        let c = pipe_run_curl(bytes).await;
+        c.print("pipe (curl -T - → curl -o, chunked)", bytes, Some(&raw));
+    }
+    println!();
+}
+
+// ---------------------------------------------------------------- idle
+
+async fn idle_bench(waiters: usize) {
+    if std::env::var_os("PIPE_LOAD_ONLY_PIPE").is_none() {
+        idle_run(waiters, "serve-hold").await;
+        idle_run(waiters, "serve-core").await;
+    }
+    idle_run(waiters, "serve-pipe").await;
+}
+
+async fn idle_run(waiters: usize, kind: &str) {
+    let heartbeat_ms = 1000u64;
+    let server = Server::spawn(&[kind, "--heartbeat-ms", &heartbeat_ms.to_string()]);
+    let addr = server.addr;
+    // Warm up: one complete transfer, so lazily allocated runtime state is in
+    // the baseline.
+    if kind == "serve-pipe" {
+        let mut tx = TcpStream::connect(addr).await.expect("connect");
+        tx.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx")
+            .await
+            .expect("warm");
+        let url = read_url(&mut tx).await;
+        let id = url.rsplit('/').next().unwrap_or("").to_owned();
+        let mut rx = TcpStream::connect(addr).await.expect("connect");
+        rx.write_all(
+            format!("GET /{id} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("get");
+        read_all(&mut rx).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss0 = server.rss_kib();
+    let fds0 = server.fds();
+
+    let what = match kind {
+        "serve-pipe" => "pipe",
+        "serve-core" => "core handle mode only (no pipe)",
+        _ => "bare hyper holding a response (floor)",
+    };
+    println!("## {waiters} idle waiting senders: {what} (heartbeat {heartbeat_ms} ms)\n");
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!("| server RSS / fds before | {rss0} KiB / {fds0} |");
+    // Two rounds: RSS that does not grow in round 2 is memory the allocator
+    // kept for reuse, not a leak.
+    let rounds: u32 = std::env::var("PIPE_LOAD_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    for round in 1..=rounds {
+        let t0 = Instant::now();
+        let mut clients = Vec::with_capacity(waiters);
+        for batch in 0..waiters.div_ceil(250) {
+            let n = (waiters - batch * 250).min(250);
+            let opened = futures_util::future::join_all((0..n).map(|_| async move {
+                let mut tx = TcpStream::connect(addr).await.expect("connect");
+                tx.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n")
+                    .await
+                    .expect("head");
+                read_url(&mut tx).await;
+                tx
+            }))
+            .await;
+            clients.extend(opened);
+        }
+        let open_secs = t0.elapsed().as_secs_f64();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let rss1 = server.rss_kib();
+        let fds1 = server.fds();
+        let per_waiter = (rss1.saturating_sub(rss0)) as f64 * 1024.0 / waiters as f64;
+        println!("| round {round}: opened {waiters} in | {open_secs:.2} s |");
+        println!("| round {round}: server RSS / fds with them waiting | {rss1} KiB / {fds1} |");
+        println!(
+            "| round {round}: RSS per waiter (vs before) | {per_waiter:.0} B ({:.2} KiB) |",
+            per_waiter / 1024.0
+        );
+
+        let closed = Instant::now();
+        drop(clients);
+        let mut freed_at = None;
+        let mut fds2 = fds1;
+        let limit = Duration::from_millis(heartbeat_ms * 2 + 500);
+        while closed.elapsed() < Duration::from_millis(heartbeat_ms * 4) {
+            fds2 = server.fds();
+            if fds2 <= fds0 + 2 && freed_at.is_none() {
+                freed_at = Some(closed.elapsed());
+            }
+            if freed_at.is_some() && closed.elapsed() > limit {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let rss2 = server.rss_kib();
+        match freed_at {
+            Some(t) => println!(
+                "| round {round}: fds back to baseline after the clients closed | {:.2} s ({fds2} fds) |",
+                t.as_secs_f64()
+            ),
+            None => {
+                println!(
+                    "| round {round}: fds back to baseline after the clients closed | NOT within {:.1} s ({fds2} fds) |",
+                    closed.elapsed().as_secs_f64()
+                );
+                break;
+            }
+        }
+        println!(
+            "| round {round}: server RSS {:.1} s after close | {rss2} KiB ({:+} KiB vs before) |",
+            closed.elapsed().as_secs_f64(),
+            rss2 as i64 - rss0 as i64
+        );
+    }
+    println!();
+    server.stop();
+}

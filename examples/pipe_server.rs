@@ -1,0 +1,137 @@
+//! The ephemeral pipe server: an upload is streamed into a later download.
+//!
+//! Run it:
+//!
+//! ```text
+//! cargo run --release --example pipe_server -- --addr 127.0.0.1:9000
+//! ```
+//!
+//! Then, on one side, `curl -T file http://127.0.0.1:9000/` (it prints the
+//! download URL and waits), and on the other `curl -o file <URL>`.
+//!
+//! Options: `--addr HOST:PORT` (default 127.0.0.1:9000), `--ttl SECS` (600),
+//! `--max-upload-bytes N` (1 GiB, 0 = no limit), `--reservations`,
+//! `--required-referer URL`, `--heartbeat-secs SECS` (15),
+//! `--max-waiting N` (10000). Logging: `RUST_LOG=delayed_response=debug`.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bytes::Bytes;
+use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
+use delayed_response::{server, Heartbeat};
+
+const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
+[--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N]";
+
+struct Args {
+    addr: SocketAddr,
+    pipe: delayed_response::pipe::Builder,
+}
+
+fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
+    let mut pipe = Pipe::builder().hooks(Logged);
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+        match arg.as_str() {
+            "--addr" => {
+                addr = value("--addr")?
+                    .parse()
+                    .map_err(|e| format!("--addr: {e}"))?
+            }
+            "--ttl" => pipe = pipe.ttl(Duration::from_secs(number(&value("--ttl")?, "--ttl")?)),
+            "--max-upload-bytes" => {
+                pipe = pipe
+                    .max_upload_bytes(number(&value("--max-upload-bytes")?, "--max-upload-bytes")?)
+            }
+            "--max-waiting" => {
+                pipe = pipe.max_waiting(number(&value("--max-waiting")?, "--max-waiting")? as usize)
+            }
+            "--heartbeat-secs" => {
+                let secs = number(&value("--heartbeat-secs")?, "--heartbeat-secs")?;
+                pipe = pipe.heartbeat(Heartbeat::every(Duration::from_secs(secs.max(1))))
+            }
+            "--reservations" => pipe = pipe.reservations(true),
+            "--required-referer" => pipe = pipe.required_referer(value("--required-referer")?),
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Args { addr, pipe })
+}
+
+/// The default answers, plus one log line per event.
+struct Logged;
+
+impl Hooks for Logged {
+    fn opened(&self, socket: &Socket) -> Bytes {
+        tracing::info!(id = %socket.id, file = ?socket.filename, "opened");
+        DefaultHooks.opened(socket)
+    }
+
+    fn connected(&self, socket: &Socket) {
+        tracing::info!(id = %socket.id, "receiver connected");
+    }
+
+    fn end(&self, socket: &Socket, stats: &Stats) -> Bytes {
+        tracing::info!(id = %socket.id, bytes = stats.bytes, secs = stats.elapsed.as_secs_f64(), "done");
+        DefaultHooks.end(socket, stats)
+    }
+
+    fn cut(&self, socket: &Socket, stats: &Stats, cut: Cut) -> Bytes {
+        tracing::info!(id = %socket.id, bytes = stats.bytes, ?cut, "cut");
+        DefaultHooks.cut(socket, stats, cut)
+    }
+
+    fn timeout(&self, socket: &Socket, ttl: Duration) -> Bytes {
+        tracing::info!(id = %socket.id, "timed out");
+        DefaultHooks.timeout(socket, ttl)
+    }
+}
+
+fn number(s: &str, name: &str) -> Result<u64, String> {
+    s.parse()
+        .map_err(|_| format!("{name}: not a number: {s:?}"))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(msg) => {
+            if !msg.is_empty() {
+                eprintln!("pipe_server: {msg}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let listener = match tokio::net::TcpListener::bind(args.addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("pipe_server: cannot listen on {}: {e}", args.addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("listening on http://{}", args.addr);
+    let pipe = args.pipe.build();
+    let result = server::serve(listener, pipe, async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pipe_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

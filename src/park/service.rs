@@ -1,0 +1,172 @@
+//! The status URLs of parked jobs.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::{HeaderValue, ALLOW};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode};
+
+use super::{accepted, applied, Lookup, Prefer, Store, PREFERENCE_APPLIED};
+use crate::body::Body;
+
+type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// Serves the status URLs of a [`Store`]: `GET`/`HEAD` to read (long-polling
+/// with `Prefer: wait=N`), `DELETE` to cancel.
+///
+/// | request | answer |
+/// |---|---|
+/// | `GET /…/{id}`, result ready | the result, with its own status and headers |
+/// | `GET /…/{id}`, still running | `202 Accepted`, `Retry-After`, `Location` (after waiting up to `Prefer: wait=N`, capped by [`Store::max_wait`]) |
+/// | `GET /…/{id}`, unknown, expired, or another owner's | `404 Not Found` |
+/// | `DELETE /…/{id}` | `204 No Content` (the work is cancelled, or the result dropped), or `404` |
+/// | any other method | `405 Method Not Allowed` with `Allow` |
+///
+/// The id is the last segment of the path, so the service works mounted at
+/// the store's [`base_path`](super::StoreBuilder::base_path) on a plain hyper
+/// server and nested under it in axum (`Router::nest_service`). A client that
+/// goes away while long-polling cancels only its wait, never the job.
+///
+/// It implements both `hyper::service::Service` and `tower_service::Service`,
+/// for any request body type (the body is not read).
+#[derive(Clone)]
+pub struct StatusService {
+    store: Store,
+    owner: Option<OwnerFn>,
+}
+
+impl fmt::Debug for StatusService {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StatusService")
+            .field("store", &self.store)
+            .field("owner", &self.owner.is_some())
+            .finish()
+    }
+}
+
+impl StatusService {
+    /// Serves the jobs of `store`.
+    pub fn new(store: Store) -> Self {
+        StatusService { store, owner: None }
+    }
+
+    /// Binds results to their owner: `owner` computes the caller's key from
+    /// the request (a user id from a session, a hash of a token); a job parked
+    /// with [`DelayedResponse::park_owner`](crate::DelayedResponse::park_owner)
+    /// is visible only to requests with the same key (others get 404).
+    #[must_use]
+    pub fn owner<F>(mut self, owner: F) -> Self
+    where
+        F: Fn(&Parts) -> Option<String> + Send + Sync + 'static,
+    {
+        self.owner = Some(Arc::new(owner));
+        self
+    }
+
+    /// Answers one request.
+    pub fn respond<B>(
+        &self,
+        req: Request<B>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        let (parts, body) = req.into_parts();
+        // The body is never read.
+        drop(body);
+        let store = self.store.clone();
+        let owner = self.owner.as_ref().and_then(|f| f(&parts));
+        async move { respond(store, parts, owner).await }
+    }
+}
+
+async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<Body> {
+    let id = parts
+        .uri
+        .path()
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("");
+    // Ids are 22 base64url characters; anything else cannot be one.
+    if id.len() != 22 || !crate::id::is_base64url(id) {
+        return text(StatusCode::NOT_FOUND, "no such job\n");
+    }
+    let id = id.to_string();
+    let owner = owner.as_deref();
+    match parts.method {
+        Method::GET | Method::HEAD => {
+            let wait = Prefer::from_headers(&parts.headers)
+                .wait
+                .map(|w| w.min(store.max_wait()));
+            let mut lookup = store.lookup(&id, owner);
+            if let (Lookup::Running(done), Some(wait)) = (&mut lookup, wait) {
+                let mut done = done.clone();
+                let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
+                lookup = store.lookup(&id, owner);
+            }
+            let mut res = match lookup {
+                Lookup::Missing => return text(StatusCode::NOT_FOUND, "no such job\n"),
+                Lookup::Finished(stored) => stored.to_response(),
+                Lookup::Running(_) => accepted(&store, &id),
+            };
+            if let Some(v) = applied(false, wait) {
+                res.headers_mut().insert(PREFERENCE_APPLIED, v);
+            }
+            res
+        }
+        Method::DELETE => {
+            if store.remove(&id, owner) {
+                let mut res = Response::new(Body::empty());
+                *res.status_mut() = StatusCode::NO_CONTENT;
+                res
+            } else {
+                text(StatusCode::NOT_FOUND, "no such job\n")
+            }
+        }
+        _ => {
+            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD, DELETE"));
+            res
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut res = Response::new(Body::from(body));
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    res
+}
+
+type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl<B> hyper::service::Service<Request<B>> for StatusService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, req: Request<B>) -> Self::Future {
+        let fut = self.respond(req);
+        Box::pin(async move { Ok(fut.await) })
+    }
+}
+
+impl<B> tower_service::Service<Request<B>> for StatusService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        hyper::service::Service::call(self, req)
+    }
+}
