@@ -33,7 +33,7 @@ mod tracker;
 
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -230,7 +230,7 @@ impl Default for Config {
 ///     .await;
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 #[must_use]
 pub struct DelayedResponse {
     cfg: Arc<Config>,
@@ -250,6 +250,18 @@ impl fmt::Debug for DelayedResponse {
             .field("max_buffered", &c.max_buffered)
             .field("shutdown", &c.shutdown.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl Default for DelayedResponse {
+    fn default() -> Self {
+        // One default config for the whole program: a builder that is not
+        // configured further (the fast path) allocates nothing; the first
+        // setting copies it (`Arc::make_mut`).
+        static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
+        DelayedResponse {
+            cfg: DEFAULT.get_or_init(|| Arc::new(Config::default())).clone(),
+        }
     }
 }
 
@@ -679,5 +691,21 @@ where
             Ok(reply) => reply,
             Err(e) => Reply::error(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builders_share_the_default_config_until_one_is_configured() {
+        let a = DelayedResponse::new();
+        let b = DelayedResponse::new();
+        assert!(Arc::ptr_eq(&a.cfg, &b.cfg));
+        let c = DelayedResponse::new().timeout(Duration::from_secs(1));
+        assert_eq!(c.cfg.timeout, Some(Duration::from_secs(1)));
+        assert!(!Arc::ptr_eq(&a.cfg, &c.cfg));
+        assert_eq!(DelayedResponse::new().cfg.timeout, None);
     }
 }

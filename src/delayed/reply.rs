@@ -235,6 +235,9 @@ pub(crate) fn merge_headers(dst: &mut HeaderMap, base: &HeaderMap, own: HeaderMa
     if !base.is_empty() {
         dst.clone_from(base);
     }
+    if own.is_empty() {
+        return;
+    }
     let mut last: Option<HeaderName> = None;
     for (name, value) in own {
         match name {

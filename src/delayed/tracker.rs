@@ -28,7 +28,9 @@ pub(crate) struct Tracker {
     cfg: Arc<Config>,
     mode: &'static str,
     span: tracing::Span,
-    started: Instant,
+    /// When the response started; `None` when debug events are off (the
+    /// clock is read only for the `elapsed_ms` of the trace events).
+    started: Option<Instant>,
     cell: Option<Arc<AbortCell>>,
     done: bool,
 }
@@ -41,7 +43,7 @@ impl Tracker {
             cfg,
             mode,
             span,
-            started: Instant::now(),
+            started: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
             cell,
             done: false,
         }
@@ -60,7 +62,7 @@ impl Tracker {
         if std::mem::replace(&mut self.done, true) {
             return;
         }
-        let elapsed_ms = self.started.elapsed().as_millis() as u64;
+        let elapsed_ms = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
         match outcome {
             Outcome::Done => {
                 tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "done")

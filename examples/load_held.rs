@@ -1,0 +1,594 @@
+//! Load test of held responses: the memory and CPU a server spends holding
+//! 10,000 long-poll responses with a 1 s heartbeat, against a bare hyper
+//! server holding 10,000 pending requests.
+//!
+//! ```text
+//! cargo build --release --example load_held
+//! ulimit -n 20000        # each process needs --conns + a few descriptors
+//! target/release/examples/load_held                     # all modes, ~100 s
+//! target/release/examples/load_held client --conns 10000 --secs 8 --modes bare,held
+//! target/release/examples/load_held server --mode held --addr 127.0.0.1:8080
+//! curl -sN http://127.0.0.1:8080/                       # a space every second
+//! ```
+//!
+//! The harness (`client`, the default) runs one child process per mode,
+//! `server --mode MODE --addr 127.0.0.1:0`, so that the RSS and CPU it reads
+//! from `/proc/<pid>/status` (`VmRSS`) and `/proc/<pid>/stat` (`utime` +
+//! `stime`) are the server's alone. The modes:
+//!
+//! - `bare`: a hyper `service_fn` whose handler awaits `std::future::pending()`:
+//!   hyper holds the request, nothing is written;
+//! - `held`: `DelayedResponse::for_request(&req).heartbeat(Heartbeat::every(1 s))
+//!   .start(std::future::pending::<()>())`: a 202 head after 1 s, then a space
+//!   every second;
+//! - `beat`: the hand-written baseline for the heartbeat CPU: a bare hyper
+//!   handler returning a body that writes a space every second from its own
+//!   `tokio::time::Sleep` (what one would write without this crate);
+//! - `beat-tick`: `beat` with one tick shared by all bodies (a `Notify` that
+//!   one interval task fires every second) instead of a timer per body: what
+//!   the coalesced design would change, on real sockets;
+//! - `raw`: the floor, no hyper: a tokio task per connection that reads the
+//!   request head, writes a chunked head, then the 6 bytes of a heartbeat
+//!   chunk every second;
+//! - `timers` and `tick`: the heartbeat timers alone, no sockets: `--conns`
+//!   tasks that each wake once a second, from their own `Sleep` (as `held`
+//!   does today, phases spread over a second) or from one shared interval
+//!   whose tick wakes them all (through a `watch` channel).
+//!
+//! For each mode it reads the server's idle RSS, opens `--conns` loopback
+//! connections (at most 256 connecting at a time) that each send one GET and
+//! then read (and count) whatever comes back, waits until the server has seen
+//! every request (the timer modes start their tasks when told `go` on stdin,
+//! after the idle RSS is read), lets it settle for 2 s, then samples RSS and
+//! CPU over `--secs` seconds (8 by default). The client reads every
+//! heartbeat, so socket buffers never fill. The child is killed at the end
+//! (and exits by itself when its stdin closes or after `--max-secs`, 120 by
+//! default).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use delayed_response::{server, DelayedResponse, Heartbeat};
+use http::{Request, Response};
+use http_body::Frame;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::futures::OwnedNotified;
+use tokio::sync::{oneshot, watch, Notify, Semaphore};
+use tokio::time::{sleep, timeout, Sleep};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+const BEAT: Duration = Duration::from_secs(1);
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Runtime::new()?;
+    match args.first().map(String::as_str) {
+        Some("server") => rt.block_on(run_server(&args[1..])),
+        Some("client") => rt.block_on(run_client(&args[1..])),
+        None => rt.block_on(run_client(&[])),
+        Some(other) => Err(format!("unknown command {other:?} (server | client)").into()),
+    }
+}
+
+/// The value after `--name` in `args`, if any.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+// ---------------------------------------------------------------- server ----
+
+/// A body that writes a space every second from its own timer: the baseline
+/// a hyper user would write by hand.
+struct BeatBody {
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl http_body::Body for BeatBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        ready!(self.sleep.as_mut().poll(cx));
+        let next = self.sleep.deadline() + BEAT;
+        self.sleep.as_mut().reset(next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+    }
+}
+
+/// The same body as [`BeatBody`], woken by a tick shared by all bodies
+/// (the coalesced design) instead of a timer of its own.
+struct TickBody {
+    tick: Arc<Notify>,
+    notified: Pin<Box<OwnedNotified>>,
+}
+
+impl http_body::Body for TickBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<std::result::Result<Frame<Bytes>, Infallible>>> {
+        ready!(self.notified.as_mut().poll(cx));
+        // A `Notified` hears every `notify_waiters` from its creation on, so
+        // no tick is lost between this one and the next poll.
+        let next = self.tick.clone().notified_owned();
+        self.notified.set(next);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
+    }
+}
+
+/// The floor: no hyper, just tokio. Reads a request head, writes a chunked
+/// 200 head, then the same 6 bytes a heartbeat puts on the wire
+/// (`1\r\n \r\n`) every second from a timer per connection.
+async fn serve_raw(
+    listener: TcpListener,
+    received: Arc<AtomicUsize>,
+    mut stop: Pin<&mut impl Future<Output = ()>>,
+) {
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = &mut stop => return,
+        };
+        let _ = tcp.set_nodelay(true);
+        let received = received.clone();
+        tokio::spawn(async move {
+            let mut tcp = tcp;
+            let mut head = Vec::with_capacity(128);
+            let mut buf = [0u8; 128];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) if head.len() + n > 8192 => return,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            drop(head);
+            received.fetch_add(1, Ordering::Relaxed);
+            let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+            if tcp.write_all(head).await.is_err() {
+                return;
+            }
+            let mut next = tokio::time::Instant::now() + BEAT;
+            loop {
+                tokio::time::sleep_until(next).await;
+                next += BEAT;
+                if tcp.write_all(b"1\r\n \r\n").await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+async fn run_server(args: &[String]) -> Result<()> {
+    let mode = flag(args, "--mode").unwrap_or("held").to_owned();
+    let addr = flag(args, "--addr").unwrap_or("127.0.0.1:0");
+    let max_secs: u64 = flag(args, "--max-secs").unwrap_or("120").parse()?;
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        return Err("this load test serves on loopback only".into());
+    }
+    let received = Arc::new(AtomicUsize::new(0));
+
+    // The harness writes `go` on our stdin once it has read the idle RSS
+    // (the timer modes start their tasks then), and closes it to stop us.
+    let (go_tx, go) = oneshot::channel::<()>();
+    let (eof_tx, eof) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut go_tx = Some(go_tx);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line == "go" {
+                if let Some(tx) = go_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        let _ = eof_tx.send(());
+    });
+    let stop = async move {
+        tokio::select! {
+            _ = eof => {}
+            () = sleep(Duration::from_secs(max_secs)) => {}
+        }
+    };
+
+    // Tell the harness how many requests arrived, when that changes.
+    let counter = received.clone();
+    tokio::spawn(async move {
+        let mut last = 0;
+        loop {
+            sleep(Duration::from_millis(50)).await;
+            let now = counter.load(Ordering::Relaxed);
+            if now != last {
+                println!("received {now}");
+                last = now;
+            }
+        }
+    });
+
+    println!("listening {addr}");
+    match mode.as_str() {
+        "bare" => {
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                async {
+                    std::future::pending::<()>().await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "held" => {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let res = DelayedResponse::for_request(&req)
+                    .heartbeat(Heartbeat::every(BEAT))
+                    .start(std::future::pending::<()>());
+                async { Ok::<_, Infallible>(res.await) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "beat" => {
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let body = BeatBody {
+                    sleep: Box::pin(sleep(BEAT)),
+                };
+                async { Ok::<_, Infallible>(Response::new(body)) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "beat-tick" => {
+            let tick = Arc::new(Notify::new());
+            let driver = tick.clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(BEAT);
+                loop {
+                    interval.tick().await;
+                    driver.notify_waiters();
+                }
+            });
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let body = TickBody {
+                    notified: Box::pin(tick.clone().notified_owned()),
+                    tick: tick.clone(),
+                };
+                async { Ok::<_, Infallible>(Response::new(body)) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "raw" => {
+            let stop = std::pin::pin!(stop);
+            serve_raw(listener, received, stop).await;
+        }
+        "timers" | "tick" => {
+            let tasks: usize = flag(args, "--tasks").unwrap_or("10000").parse()?;
+            let _ = go.await;
+            let beats = Arc::new(AtomicU64::new(0));
+            if mode == "timers" {
+                spawn_timers(tasks, &beats);
+            } else {
+                spawn_tick(tasks, &beats);
+            }
+            received.store(tasks, Ordering::Relaxed);
+            stop.await;
+            drop(listener);
+        }
+        other => return Err(format!("unknown mode {other:?}").into()),
+    }
+    Ok(())
+}
+
+/// The timer of `held` alone, without sockets: one `Sleep` per task, reset
+/// to the next second after each beat, with the phases spread over a second
+/// as the connections of the socket test arrive.
+fn spawn_timers(tasks: usize, beats: &Arc<AtomicU64>) {
+    let start = tokio::time::Instant::now();
+    for i in 0..tasks {
+        let beats = beats.clone();
+        let phase = BEAT * i as u32 / tasks as u32;
+        tokio::spawn(async move {
+            let mut sleep = Box::pin(tokio::time::sleep_until(start + BEAT + phase));
+            loop {
+                sleep.as_mut().await;
+                beats.fetch_add(1, Ordering::Relaxed);
+                let next = sleep.deadline() + BEAT;
+                sleep.as_mut().reset(next);
+            }
+        });
+    }
+}
+
+/// The coalesced alternative: one interval for everyone, whose tick wakes
+/// every task (through a `watch` channel, which wakes its waiters in
+/// batches, as a shared registry of wakers would).
+fn spawn_tick(tasks: usize, beats: &Arc<AtomicU64>) {
+    let (tx, rx) = watch::channel(0u64);
+    for _ in 0..tasks {
+        let beats = beats.clone();
+        let mut rx = rx.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                beats.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(BEAT);
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            tx.send_modify(|n| *n += 1);
+        }
+    });
+}
+
+// ---------------------------------------------------------------- client ----
+
+/// What one mode measured.
+struct Measured {
+    mode: String,
+    idle_kib: u64,
+    held_kib: u64,
+    cpu_percent: f64,
+    client_bytes_per_sec: f64,
+    conns: usize,
+}
+
+impl Measured {
+    fn per_conn_kib(&self) -> f64 {
+        self.held_kib.saturating_sub(self.idle_kib) as f64 / self.conns as f64
+    }
+}
+
+async fn run_client(args: &[String]) -> Result<()> {
+    let conns: usize = flag(args, "--conns").unwrap_or("10000").parse()?;
+    let conns = conns.clamp(1, 20_000);
+    let secs: u64 = flag(args, "--secs").unwrap_or("8").parse()?;
+    let secs = secs.clamp(1, 30);
+    let modes = flag(args, "--modes").unwrap_or("bare,held,beat,beat-tick,raw,timers,tick");
+    let tick = clock_ticks_per_sec();
+
+    let limit = open_files_limit()?;
+    if limit < conns as u64 + 64 {
+        return Err(format!(
+            "the open files limit is {limit}; {conns} connections need {}: run `ulimit -n {}` first",
+            conns + 64,
+            conns + 1024
+        )
+        .into());
+    }
+    println!(
+        "{conns} held requests per mode, CPU sampled over {secs} s, heartbeat every {} s; \
+         server = child process, client = this process, {} cores shared",
+        BEAT.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let mut results = Vec::new();
+    for mode in modes.split(',') {
+        let m = measure(mode, conns, secs, tick).await?;
+        println!(
+            "{:<5} idle {:>7} KiB  held {:>8} KiB  per response {:>6.2} KiB  \
+             CPU {:>5.1} % of one core  client read {:>7.0} B/s",
+            m.mode,
+            m.idle_kib,
+            m.held_kib,
+            m.per_conn_kib(),
+            m.cpu_percent,
+            m.client_bytes_per_sec
+        );
+        results.push(m);
+    }
+    let find = |name: &str| results.iter().find(|m| m.mode == name);
+    if let (Some(bare), Some(held)) = (find("bare"), find("held")) {
+        println!(
+            "ratio: held/bare RSS per response {:.2}",
+            held.per_conn_kib() / bare.per_conn_kib()
+        );
+    }
+    if let (Some(timers), Some(tick)) = (find("timers"), find("tick")) {
+        println!(
+            "ratio: tick/timers CPU {:.2}, RSS per task {:.2}",
+            tick.cpu_percent / timers.cpu_percent.max(0.01),
+            tick.per_conn_kib() / timers.per_conn_kib()
+        );
+    }
+    if let (Some(beat), Some(tick)) = (find("beat"), find("beat-tick")) {
+        println!(
+            "ratio: beat-tick/beat CPU {:.2}",
+            tick.cpu_percent / beat.cpu_percent.max(0.01)
+        );
+    }
+    if let (Some(beat), Some(held)) = (find("beat"), find("held")) {
+        println!(
+            "ratio: held/beat RSS per response {:.2}, CPU {:.2}",
+            held.per_conn_kib() / beat.per_conn_kib(),
+            held.cpu_percent / beat.cpu_percent.max(0.01)
+        );
+    }
+    Ok(())
+}
+
+async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measured> {
+    let exe = std::env::current_exe()?;
+    let count = conns.to_string();
+    let mut child = Command::new(exe)
+        .args(["server", "--mode", mode, "--addr", "127.0.0.1:0"])
+        .args(["--tasks", &count])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = child.id().ok_or("the server exited at once")?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let first = timeout(Duration::from_secs(10), lines.next_line())
+        .await??
+        .ok_or("the server said nothing")?;
+    let addr: SocketAddr = first
+        .strip_prefix("listening ")
+        .ok_or_else(|| format!("unexpected line {first:?}"))?
+        .parse()?;
+
+    // The server's count of received requests.
+    let (count_tx, mut count_rx) = watch::channel(0usize);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(n) = line.strip_prefix("received ").and_then(|n| n.parse().ok()) {
+                let _ = count_tx.send(n);
+            }
+        }
+    });
+
+    sleep(Duration::from_millis(300)).await;
+    let idle_kib = rss_kib(pid)?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(b"go\n").await?;
+
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let connecting = Arc::new(Semaphore::new(256));
+    let sockets = if matches!(mode, "timers" | "tick") {
+        0
+    } else {
+        conns
+    };
+    let mut tasks = Vec::with_capacity(sockets);
+    for _ in 0..sockets {
+        let permit = connecting.clone().acquire_owned().await?;
+        let read_bytes = read_bytes.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await?;
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .await?;
+            drop(permit);
+            let mut buf = [0u8; 256];
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        read_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            }
+            Ok::<_, std::io::Error>(())
+        }));
+    }
+    timeout(Duration::from_secs(30), count_rx.wait_for(|&n| n >= conns))
+        .await
+        .map_err(|_| format!("{mode}: the server did not see {conns} requests within 30 s"))??;
+
+    // Let the held responses send their heads and first heartbeats.
+    sleep(Duration::from_secs(2)).await;
+    let rss_before = rss_kib(pid)?;
+    let cpu_before = cpu_ticks(pid)?;
+    let bytes_before = read_bytes.load(Ordering::Relaxed);
+    let started = Instant::now();
+    sleep(Duration::from_secs(secs)).await;
+    let cpu_after = cpu_ticks(pid)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let bytes_after = read_bytes.load(Ordering::Relaxed);
+    let rss_after = rss_kib(pid)?;
+
+    // Kill the server first, so the TIME_WAIT sockets are its own and the
+    // client's ports are free again at once.
+    drop(stdin);
+    kill(&mut child).await;
+    for task in tasks {
+        let _ = timeout(Duration::from_secs(10), task).await;
+    }
+
+    Ok(Measured {
+        mode: mode.to_owned(),
+        idle_kib,
+        held_kib: rss_before.max(rss_after),
+        cpu_percent: (cpu_after - cpu_before) as f64 / tick / elapsed * 100.0,
+        client_bytes_per_sec: (bytes_after - bytes_before) as f64 / elapsed,
+        conns,
+    })
+}
+
+async fn kill(child: &mut Child) {
+    let _ = child.start_kill();
+    let _ = timeout(Duration::from_secs(10), child.wait()).await;
+}
+
+/// Resident set size of `pid`, from `/proc/<pid>/status`.
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
+}
+
+/// User + system CPU time of `pid` in clock ticks, from `/proc/<pid>/stat`.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold
+    // spaces): state is field 3, utime 14 and stime 15.
+    let rest = stat.rsplit_once(')').ok_or("bad /proc/<pid>/stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// The soft limit on open files of this process (the child inherits it).
+fn open_files_limit() -> Result<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .ok_or("no Max open files in /proc/self/limits")?;
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()
+        .ok_or("bad Max open files line")?;
+    Ok(if soft == "unlimited" {
+        u64::MAX
+    } else {
+        soft.parse()?
+    })
+}
+
+/// `getconf CLK_TCK`, the unit of `/proc/<pid>/stat` times (100 on Linux).
+fn clock_ticks_per_sec() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
