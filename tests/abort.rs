@@ -311,27 +311,6 @@ async fn shutdown_is_reported_as_shutdown_not_abort() {
     within("the server to stop", stopping).await.unwrap();
 }
 
-/// An h2c (prior knowledge) client connection.
-async fn h2_client(
-    addr: std::net::SocketAddr,
-) -> (
-    hyper::client::conn::http2::SendRequest<Empty<bytes::Bytes>>,
-    tokio::task::JoinHandle<()>,
-) {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.set_nodelay(true).unwrap();
-    let (send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    let task = tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    (send, task)
-}
-
 fn h2_get() -> Request<Empty<bytes::Bytes>> {
     Request::builder()
         .uri("http://test/")
@@ -347,7 +326,7 @@ async fn h2_stream_reset_is_an_abort() {
             .await
     })
     .await;
-    let (mut send, _conn) = h2_client(p.server.addr).await;
+    let mut send = h2_connect::<Empty<bytes::Bytes>>(p.server.addr).await;
     let res = send.send_request(h2_get()).await.unwrap();
     assert_eq!(res.status(), 202);
     let mut body = res.into_body();
@@ -373,7 +352,7 @@ async fn h2_reset_before_the_head_is_an_abort() {
             .await
     })
     .await;
-    let (mut send, _conn) = h2_client(p.server.addr).await;
+    let mut send = h2_connect::<Empty<bytes::Bytes>>(p.server.addr).await;
     let pending = tokio::spawn(send.send_request(h2_get()));
     p.started().await;
     let t0 = Instant::now();
@@ -395,16 +374,9 @@ async fn h2_connection_close_is_an_abort() {
     // hyper's h2 client runs the connection in a task of its own; a second
     // handle to the socket lets the test close it from outside.
     let std_tcp = std::net::TcpStream::connect(p.server.addr).unwrap();
-    std_tcp.set_nodelay(true).unwrap();
     std_tcp.set_nonblocking(true).unwrap();
     let killer = std_tcp.try_clone().unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(TcpStream::from_std(std_tcp).unwrap()),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_handshake(TcpStream::from_std(std_tcp).unwrap()).await;
     let res = send.send_request(h2_get()).await.unwrap();
     let mut body = res.into_body();
     within("a heartbeat", body.frame()).await.unwrap().unwrap();

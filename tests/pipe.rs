@@ -724,7 +724,6 @@ mod http2 {
     use bytes::Bytes;
     use http_body_util::{BodyExt, StreamBody};
     use hyper::body::Frame;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio::sync::mpsc;
     use tokio_stream_shim::ReceiverStream;
 
@@ -750,13 +749,7 @@ mod http2 {
     async fn h2(
         addr: SocketAddr,
     ) -> hyper::client::conn::http2::SendRequest<StreamBody<ReceiverStream<Chunk>>> {
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let (send, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-                .await
-                .unwrap();
-        tokio::spawn(conn);
-        send
+        h2_connect(addr).await
     }
 
     #[tokio::test]

@@ -33,14 +33,7 @@ async fn serves_h2c_with_prior_knowledge() {
         Response::new(Body::from(format!("{:?}", req.version())))
     })
     .await;
-    let tcp = TcpStream::connect(server.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_connect(server.addr).await;
     let res = send
         .send_request(
             Request::builder()

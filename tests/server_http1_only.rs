@@ -29,14 +29,7 @@ async fn http1_only_serves_http1_and_refuses_h2c() {
     let res = read_response(&mut s).await;
     assert_eq!((res.status, res.text().as_str()), (200, "hi"));
 
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_connect(addr).await;
     let req = http::Request::get("http://test/")
         .body(Empty::<bytes::Bytes>::new().boxed())
         .unwrap();

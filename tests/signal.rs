@@ -721,14 +721,7 @@ async fn works_over_http2_and_an_rst_stream_is_a_leave() {
 
     let signal = Signal::new();
     let server = serve(signal.clone()).await;
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut send = h2_connect(server.addr).await;
     let get = |path: String| {
         http::Request::get(format!("http://test{path}"))
             .body(Empty::<bytes::Bytes>::new().boxed())

@@ -315,3 +315,34 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     })
     .await
 }
+
+/// An h2c (prior knowledge) client over `tcp`; its connection runs in a task
+/// of its own (as hyper's h2 client does anyway).
+pub async fn h2_handshake<B>(tcp: TcpStream) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    tcp.set_nodelay(true).unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    send
+}
+
+/// Connects to `addr` and opens an h2c client connection.
+pub async fn h2_connect<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    h2_handshake(TcpStream::connect(addr).await.unwrap()).await
+}
