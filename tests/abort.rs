@@ -410,3 +410,28 @@ async fn h1_head_request_is_not_an_abort() {
     assert!(p.aborts.try_recv().is_err());
     p.server.stop().await;
 }
+
+// Bytes written just before an abnormal end reach the client: hyper closes
+// the connection at once on a body error, so the body lets it flush first.
+#[tokio::test]
+async fn h1_progress_before_a_failure_is_flushed_then_the_body_is_cut() {
+    let p = probe(|d| async move {
+        let (response, completion) = d
+            .pending_status(http::StatusCode::OK)
+            .heartbeat(Heartbeat::every(Duration::from_secs(60)))
+            .handle();
+        completion.write("started\n").unwrap();
+        tokio::spawn(async move {
+            completion.write("last words\n").unwrap();
+            completion.fail("the job failed");
+        });
+        response.await
+    })
+    .await;
+    let mut s = get(p.server.addr, "/").await;
+    let res = read_response(&mut s).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), "started\nlast words\n");
+    assert!(!res.complete, "the body must end abnormally");
+    p.server.stop().await;
+}

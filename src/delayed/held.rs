@@ -320,6 +320,11 @@ struct HeldBody {
 
 enum State {
     Waiting(Box<Held>),
+    /// About to end abnormally. hyper closes the connection as soon as a
+    /// body returns an error, without flushing the frames it has buffered,
+    /// so the body first yields `Pending` once (waking itself) to let hyper
+    /// write out what came before.
+    Failing(Error),
     Rendering {
         body: Body,
         tracker: Tracker,
@@ -332,7 +337,12 @@ type PollFrame = Poll<Option<Result<Frame<Bytes>, Error>>>;
 
 impl HeldBody {
     /// The head is out and the waiting is over: render what ended it.
-    fn finish_waiting(&mut self, held: Held, event: Event) -> Option<PollFrame> {
+    fn finish_waiting(
+        &mut self,
+        held: Held,
+        event: Event,
+        cx: &mut Context<'_>,
+    ) -> Option<PollFrame> {
         let Held {
             cfg,
             mut tracker,
@@ -373,8 +383,7 @@ impl HeldBody {
             }
             (None, Some(error)) => {
                 tracker.finish(outcome);
-                self.state = State::Done;
-                Some(Poll::Ready(Some(Err(error))))
+                Some(self.fail_after_flush(error, cx))
             }
             (None, None) => {
                 tracker.finish(outcome);
@@ -382,6 +391,15 @@ impl HeldBody {
                 Some(Poll::Ready(None))
             }
         }
+    }
+}
+
+impl HeldBody {
+    /// Ends abnormally on the next poll, after hyper has flushed.
+    fn fail_after_flush(&mut self, error: Error, cx: &mut Context<'_>) -> PollFrame {
+        self.state = State::Failing(error);
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -408,7 +426,7 @@ impl http_body::Body for HeldBody {
                         }
                     }
                     Poll::Ready(event) => {
-                        if let Some(poll) = this.finish_waiting(*held, event) {
+                        if let Some(poll) = this.finish_waiting(*held, event, cx) {
                             return poll;
                         }
                     }
@@ -444,7 +462,7 @@ impl http_body::Body for HeldBody {
                         }
                         Poll::Ready(Some(Err(error))) => {
                             tracker.finish(Outcome::Error);
-                            Poll::Ready(Some(Err(error)))
+                            this.fail_after_flush(error, cx)
                         }
                         Poll::Ready(None) => {
                             tracker.finish(outcome);
@@ -452,6 +470,7 @@ impl http_body::Body for HeldBody {
                         }
                     };
                 }
+                State::Failing(error) => return Poll::Ready(Some(Err(error))),
                 State::Done => return Poll::Ready(None),
             }
         }
@@ -461,7 +480,7 @@ impl http_body::Body for HeldBody {
         match &self.state {
             State::Done => self.pending.is_empty(),
             State::Rendering { body, .. } => self.pending.is_empty() && body.is_end_stream(),
-            State::Waiting(_) => false,
+            State::Waiting(_) | State::Failing(_) => false,
         }
     }
 
