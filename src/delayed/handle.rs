@@ -129,7 +129,7 @@ impl Completion {
         if let Some(reason) = self.shared.cell.reason.get() {
             return Err(reason.to_error());
         }
-        if self.shared.cell.closed.is_cancelled() {
+        if self.shared.cell.is_closed() {
             return Err(Error::new(Kind::Ended));
         }
         let waker = {
@@ -162,7 +162,7 @@ impl Completion {
         let reply = result.into_reply();
         let waker = {
             let mut st = self.shared.lock();
-            if st.ended || self.shared.cell.closed.is_cancelled() {
+            if st.ended || self.shared.cell.is_closed() {
                 drop(st);
                 tracing::debug!("delayed response ended twice; the later end is ignored");
                 return false;
@@ -193,7 +193,7 @@ impl Completion {
     ///
     /// Cancel safe: it only waits.
     pub async fn aborted(&self) -> AbortReason {
-        self.shared.cell.closed.cancelled().await;
+        self.shared.cell.closed().await;
         match self.shared.cell.reason.get() {
             Some(reason) => *reason,
             None => std::future::pending().await,
@@ -207,12 +207,12 @@ impl Completion {
     ///
     /// Cancel safe: it only waits.
     pub async fn closed(&self) {
-        self.shared.cell.closed.cancelled().await;
+        self.shared.cell.closed().await;
     }
 
     /// Is the response over (see [`closed`](Completion::closed))?
     pub fn is_closed(&self) -> bool {
-        self.shared.cell.closed.is_cancelled()
+        self.shared.cell.is_closed()
     }
 
     /// Why the response was aborted, if it was.

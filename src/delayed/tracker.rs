@@ -2,6 +2,7 @@
 //! when it is dropped before that, the client went away (or the server is
 //! shutting down).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -14,8 +15,26 @@ use super::{AbortReason, Config, Outcome};
 /// was aborted.
 #[derive(Debug, Default)]
 pub(crate) struct AbortCell {
-    pub(crate) closed: CancellationToken,
+    closed: CancellationToken,
+    /// Mirrors `closed` for the checks on every write: reading the token
+    /// takes a lock, an atomic load does not.
+    is_closed: AtomicBool,
     pub(crate) reason: OnceLock<AbortReason>,
+}
+
+impl AbortCell {
+    pub(crate) fn close(&self) {
+        self.is_closed.store(true, Ordering::Release);
+        self.closed.cancel();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.is_closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) async fn closed(&self) {
+        self.closed.cancelled().await
+    }
 }
 
 /// Follows a response from its start to its outcome.
@@ -84,7 +103,7 @@ impl Tracker {
             }
         }
         if let Some(cell) = &self.cell {
-            cell.closed.cancel();
+            cell.close();
         }
         if let Some(hook) = &self.cfg.hooks.on_outcome {
             hook(outcome);
