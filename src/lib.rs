@@ -33,14 +33,24 @@
 //!   comments ([`sse::keep_alive`]).
 //! - [`signal`] (feature `signal`): SSE signalling swarms, koa-signal's
 //!   protocol on the core's heartbeat and abort primitives.
+//! - `pipe` (feature `pipe`): the ephemeral pipe, an upload streamed into a
+//!   later download, nothing stored.
+//! - [`park`] (feature `park`): async request-reply, timed-out work parked
+//!   behind `202 Accepted` + `Location`, and `Prefer` (RFC 7240).
+//! - [`proxy`]: heartbeat and deadline presets for Heroku, AWS ALB, nginx,
+//!   Cloudflare and GCP load balancers.
+//! - `testing` (feature `testing`): a proxy simulator for tests under paused
+//!   time.
 //!
 //! # Feature flags
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
 //! | `json` | yes | [`Json`] and [`Reply::json`] (serde, serde_json) |
-//! | `pipe` | yes | the ephemeral pipe service |
-//! | `signal` | yes | SSE signalling swarms |
+//! | `park` | yes | async request-reply (getrandom) |
+//! | `pipe` | yes | the ephemeral pipe service (getrandom, multer) |
+//! | `signal` | yes | SSE signalling swarms (getrandom, form_urlencoded) |
+//! | `testing` | no | `testing::RouterSim` |
 //! | `full` | no | all of the above |
 //!
 //! # Abort and cancellation semantics
