@@ -96,7 +96,6 @@
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod body;
 pub mod delayed;
