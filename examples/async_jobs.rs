@@ -54,7 +54,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!("listening on http://{addr}");
+    // The bound address (a port of 0 picks a free one), on stdout for
+    // scripts and tests.
+    match listener.local_addr() {
+        Ok(bound) => println!("listening on http://{bound}"),
+        Err(e) => eprintln!("listening (address unknown: {e})"),
+    }
     let store = Store::builder().base_path("/jobs/").build();
     let status = StatusService::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {

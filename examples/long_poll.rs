@@ -52,7 +52,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!("listening on http://{addr}");
+    // The bound address (a port of 0 picks a free one), on stdout for
+    // scripts and tests.
+    match listener.local_addr() {
+        Ok(bound) => println!("listening on http://{bound}"),
+        Err(e) => eprintln!("listening (address unknown: {e})"),
+    }
     let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

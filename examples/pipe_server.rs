@@ -120,6 +120,7 @@ async fn main() -> ExitCode {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let listener = match tokio::net::TcpListener::bind(args.addr).await {
         Ok(l) => l,
@@ -128,7 +129,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("listening on http://{}", args.addr);
+    // The bound address (a port of 0 picks a free one), on stdout for
+    // scripts and tests.
+    match listener.local_addr() {
+        Ok(bound) => println!("listening on http://{bound}"),
+        Err(e) => eprintln!("listening (address unknown: {e})"),
+    }
     let pipe = args.pipe.build();
     let result = server::Server::new()
         .http1_only(args.http1_only)

@@ -44,7 +44,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!("signal server listening on http://{addr}/");
+    // The bound address (a port of 0 picks a free one), on stdout for
+    // scripts and tests.
+    match listener.local_addr() {
+        Ok(bound) => println!("listening on http://{bound}"),
+        Err(e) => eprintln!("listening (address unknown: {e})"),
+    }
     let signal = Signal::builder()
         .keep_alive(Duration::from_secs(15))
         .build();

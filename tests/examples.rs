@@ -1,0 +1,142 @@
+//! The README's example servers, run as the built binaries (`cargo test`
+//! builds the examples) on 127.0.0.1:0 and driven over real sockets: the
+//! headline `pipe_server` and the core's `long_poll`. Run alone (`--test
+//! examples`), cargo does not rebuild the examples: build them first.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use support::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running example server; killed when dropped.
+struct Example {
+    child: Child,
+    addr: SocketAddr,
+}
+
+fn example_path(name: &str) -> PathBuf {
+    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test --all-features` (it builds the examples) or \
+         `cargo build --all-features --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// Starts `name` with `--addr 127.0.0.1:0` and reads the address it bound
+/// from its first line of stdout.
+async fn start(name: &str, args: &[&str]) -> Example {
+    let mut child = Command::new(example_path(name))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = within("the example to listen", lines.next_line())
+        .await
+        .unwrap()
+        .expect("the example printed nothing");
+    let addr = line
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    Example { child, addr }
+}
+
+#[tokio::test]
+async fn pipe_server_streams_an_upload_into_a_download() {
+    let ex = start("pipe_server", &["--heartbeat-secs", "1"]).await;
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // `curl -T report.bin http://host/` sends `PUT /report.bin`.
+    let mut sender = send_raw(
+        ex.addr,
+        &format!(
+            "PUT /report.bin HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n\r\n",
+            ex.addr,
+            payload.len()
+        ),
+    )
+    .await;
+    let mut head = Vec::new();
+    read_until(&mut sender, &mut head, b"\n").await;
+    read_until(&mut sender, &mut head, b"\r\n\r\n").await;
+    // The first body line is the download URL, sent before any receiver.
+    read_until(&mut sender, &mut head, b"\n\r\n").await;
+    let text = String::from_utf8_lossy(&head).into_owned();
+    let url = text
+        .lines()
+        .find(|l| l.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL line in {text:?}"))
+        .trim()
+        .to_string();
+    let path = url.split_once(&ex.addr.to_string()).unwrap().1.to_string();
+    let upload = tokio::spawn(async move {
+        sender.write_all(&payload).await.unwrap();
+        (sender, payload)
+    });
+    let mut receiver = get(ex.addr, &path).await;
+    let res = read_response(&mut receiver).await;
+    let (mut sender, payload) = within("the upload", upload).await.unwrap();
+    assert_eq!(res.status, 200);
+    assert!(res.complete);
+    assert_eq!(res.body, payload);
+    assert_eq!(
+        res.header("content-disposition"),
+        Some("attachment; filename=\"report.bin\"")
+    );
+    let mut rest = Vec::new();
+    read_until(&mut sender, &mut rest, b"done: 200000 bytes").await;
+    // Single use: a second download is 404.
+    let mut again = get(ex.addr, &path).await;
+    assert_eq!(read_response(&mut again).await.status, 404);
+    drop(ex.child);
+}
+
+#[tokio::test]
+async fn long_poll_serves_wait_start_poll_and_rejects_bad_numbers() {
+    let ex = start("long_poll", &[]).await;
+    let fetch = |path: &'static str| async move {
+        let mut s = get(ex.addr, path).await;
+        read_response(&mut s).await
+    };
+    let res = fetch("/wait?work_ms=10").await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, r#"{"slept_ms":10}"#)
+    );
+    let res = fetch("/wait?work_ms=5000&timeout_ms=50").await;
+    assert_eq!(res.status, 202);
+    let res = fetch("/start?work_ms=300&interval_ms=50&initial_delay_ms=20").await;
+    assert_eq!(res.status, 202);
+    assert!(res.complete);
+    assert!(res.text().starts_with(' '), "{:?}", res.text());
+    assert_eq!(res.text().trim_start(), r#"{"slept_ms":300}"#);
+    let res = fetch("/poll?ready_after_ms=30&interval_ms=10").await;
+    assert_eq!(res.status, 200);
+    assert!(res.text().contains("ready_after_ms"));
+    let res = fetch("/wait?work_ms=abc").await;
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.text(),
+        "work_ms must be a whole number of milliseconds, got \"abc\"\n"
+    );
+    assert_eq!(fetch("/start").await.status, 400);
+    assert_eq!(fetch("/nope").await.status, 404);
+    drop(ex.child);
+}
