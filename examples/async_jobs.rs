@@ -26,40 +26,14 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 
+mod common;
+
 const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:9000".to_string();
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--addr", Some(a)) => addr = a,
-            _ => {
-                eprintln!("usage: async_jobs [--addr HOST:PORT]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        }
-    };
-    // The bound address (a port of 0 picks a free one), on stdout for
-    // scripts and tests.
-    match listener.local_addr() {
-        Ok(bound) => println!("listening on http://{bound}"),
-        Err(e) => eprintln!("listening (address unknown: {e})"),
-    }
+    common::init_tracing();
+    let listener = common::listen(common::addr_arg("async_jobs")).await;
     let store = Store::builder().base_path("/jobs/").build();
     let status = StatusService::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
@@ -78,10 +52,7 @@ async fn main() {
             Ok::<_, Infallible>(res)
         }
     });
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Err(e) = server::serve(listener, service, shutdown).await {
+    if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

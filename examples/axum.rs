@@ -21,6 +21,8 @@ use axum::routing::get;
 use axum::Router;
 use delayed_response::{DelayedResponse, Heartbeat, Json};
 
+mod common;
+
 async fn report() -> impl IntoResponse {
     DelayedResponse::new()
         .timeout(Duration::from_secs(2))
@@ -53,26 +55,10 @@ fn app() -> Router {
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let mut addr = "127.0.0.1:9000".to_string();
-    while let Some(arg) = args.next() {
-        match (arg.as_str(), args.next()) {
-            ("--addr", Some(a)) => addr = a,
-            _ => {
-                eprintln!("usage: axum [--addr HOST:PORT]");
-                std::process::exit(2);
-            }
-        }
-    }
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        }
-    };
-    println!("listening on http://{addr}");
-    if let Err(e) = axum::serve(listener, app()).await {
+    common::init_tracing();
+    let listener = common::listen(common::addr_arg("axum")).await;
+    let serving = axum::serve(listener, app()).with_graceful_shutdown(common::ctrl_c());
+    if let Err(e) = serving.await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

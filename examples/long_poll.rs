@@ -26,58 +26,20 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 
+mod common;
+
 /// The longest work, interval or deadline a request may ask for.
 const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-
-    let addr = match parse_args(std::env::args().skip(1)) {
-        Ok(addr) => addr,
-        Err(msg) => {
-            eprintln!("{msg}\nusage: long_poll [--addr HOST:PORT]");
-            std::process::exit(2);
-        }
-    };
-    let listener = match tokio::net::TcpListener::bind(&addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {addr}: {e}");
-            std::process::exit(1);
-        }
-    };
-    // The bound address (a port of 0 picks a free one), on stdout for
-    // scripts and tests.
-    match listener.local_addr() {
-        Ok(bound) => println!("listening on http://{bound}"),
-        Err(e) => eprintln!("listening (address unknown: {e})"),
-    }
+    common::init_tracing();
+    let listener = common::listen(common::addr_arg("long_poll")).await;
     let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
-    };
-    if let Err(e) = server::serve(listener, service, shutdown).await {
+    if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }
-}
-
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<String, String> {
-    let mut addr = "127.0.0.1:9000".to_string();
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--addr" => addr = args.next().ok_or("--addr needs a value")?,
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    Ok(addr)
 }
 
 async fn route(req: Request<Incoming>) -> Response<Body> {

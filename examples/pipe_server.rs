@@ -23,6 +23,8 @@ use bytes::Bytes;
 use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
 use delayed_response::{server, Heartbeat};
 
+mod common;
+
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
 [--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] [--http1-only]";
 
@@ -116,32 +118,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let listener = match tokio::net::TcpListener::bind(args.addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("pipe_server: cannot listen on {}: {e}", args.addr);
-            return ExitCode::FAILURE;
-        }
-    };
-    // The bound address (a port of 0 picks a free one), on stdout for
-    // scripts and tests.
-    match listener.local_addr() {
-        Ok(bound) => println!("listening on http://{bound}"),
-        Err(e) => eprintln!("listening (address unknown: {e})"),
-    }
+    common::init_tracing();
+    let listener = common::listen(args.addr).await;
     let pipe = args.pipe.build();
     let result = server::Server::new()
         .http1_only(args.http1_only)
-        .serve(listener, pipe, async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-        })
+        .serve(listener, pipe, common::ctrl_c())
         .await;
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,6 @@
 //! The README's example servers, run as the built binaries (`cargo test`
 //! builds the examples) on 127.0.0.1:0 and driven over real sockets: the
-//! headline `pipe_server` and the core's `long_poll`. Run alone (`--test
+//! headline `pipe_server`, the core's `long_poll` and `axum`. Run alone (`--test
 //! examples`), cargo does not rebuild the examples: build them first.
 
 mod support;
@@ -139,4 +139,32 @@ async fn long_poll_serves_wait_start_poll_and_rejects_bad_numbers() {
     assert_eq!(fetch("/start").await.status, 400);
     assert_eq!(fetch("/nope").await.status, 404);
     drop(ex.child);
+}
+
+// Regression: the axum example printed the address it was asked for, not the
+// one it bound, so `--addr 127.0.0.1:0` reported port 0.
+#[tokio::test]
+async fn axum_example_reports_its_bound_port_and_serves() {
+    let ex = start("axum", &[]).await;
+    assert_ne!(ex.addr.port(), 0);
+    let mut s = get(ex.addr, "/report").await;
+    let res = read_response(&mut s).await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.text(), r#"{"report":"ready"}"#);
+    drop(ex.child);
+}
+
+#[tokio::test]
+async fn examples_reject_unknown_arguments_with_usage() {
+    for name in ["long_poll", "axum", "pipe_server"] {
+        let out = Command::new(example_path(name))
+            .arg("--bogus")
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("usage:"), "{name}: {err}");
+    }
 }
