@@ -100,6 +100,7 @@
 mod body;
 pub mod delayed;
 mod error;
+mod http;
 #[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
 mod id;
 #[cfg(feature = "park")]

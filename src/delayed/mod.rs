@@ -282,18 +282,32 @@ impl DelayedResponse {
     /// With the `park` feature it also reads the request's `Prefer` header,
     /// which [`park`](Self::park) honours.
     pub fn for_request<B>(req: &Request<B>) -> Self {
+        Self::from_request_head(req.method(), req.headers(), req.extensions())
+    }
+
+    /// [`for_request`](Self::for_request) for a request already split with
+    /// [`Request::into_parts`], as services that read the body do.
+    pub fn for_parts(parts: &http::request::Parts) -> Self {
+        Self::from_request_head(&parts.method, &parts.headers, &parts.extensions)
+    }
+
+    fn from_request_head(
+        method: &http::Method,
+        #[allow(unused_variables)] headers: &HeaderMap,
+        extensions: &http::Extensions,
+    ) -> Self {
         let mut builder = DelayedResponse::new();
-        if req.method() == http::Method::HEAD {
+        if method == http::Method::HEAD {
             builder.cfg().head_request = true;
         }
         #[cfg(feature = "park")]
         {
-            let prefer = crate::park::Prefer::from_headers(req.headers());
+            let prefer = crate::park::Prefer::from_headers(headers);
             if prefer != crate::park::Prefer::default() {
                 builder.cfg().prefer = prefer;
             }
         }
-        match req.extensions().get::<Shutdown>() {
+        match extensions.get::<Shutdown>() {
             Some(s) => builder.shutdown(s.clone()),
             None => builder,
         }

@@ -1,0 +1,179 @@
+//! Crate-private plumbing shared by the services (`pipe`, `signal`, `park`,
+//! and the ones to come): one service adapter, the plain answers, a lock
+//! helper and shared header names.
+//!
+//! Nothing here is public API; the services re-export [`ResponseFuture`] as
+//! their own `module::ResponseFuture`.
+
+// Each optional module uses a different part of this file; a build with only
+// some features leaves the rest unused.
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use http::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use crate::body::Body;
+
+/// `X-Accel-Buffering`: nginx buffers proxied responses unless told `no`.
+pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// `text/plain; charset=utf-8`.
+pub(crate) const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+
+/// Locks `m`, ignoring poisoning.
+///
+/// The crate's critical sections are O(1) map updates and non-blocking
+/// sends; a panic inside one cannot leave state that later calls would trip
+/// over, so a poisoned lock is used as it is rather than spreading the panic
+/// to every later request.
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `text/plain` answer with `status`.
+pub(crate) fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
+    let mut res = Response::new(body.into());
+    *res.status_mut() = status;
+    res.headers_mut().insert(CONTENT_TYPE, TEXT_PLAIN);
+    res
+}
+
+/// `405 Method Not Allowed` with `Allow: allow`.
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
+    let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    res.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    res
+}
+
+/// Marks a streamed answer as one that no cache or proxy may hold back:
+/// `Cache-Control: no-cache` and `X-Accel-Buffering: no`.
+pub(crate) fn unbuffered(headers: &mut http::HeaderMap) {
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
+}
+
+/// The future of a service call of this crate. It never fails: every
+/// problem is an HTTP answer.
+// Re-exported by each service module; unreachable in a build without one.
+#[allow(unreachable_pub)]
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture {
+    inner: Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>,
+}
+
+impl ResponseFuture {
+    pub(crate) fn new<F>(future: F) -> Self
+    where
+        F: Future<Output = Response<Body>> + Send + 'static,
+    {
+        ResponseFuture {
+            inner: Box::pin(future),
+        }
+    }
+}
+
+impl fmt::Debug for ResponseFuture {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for ResponseFuture {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx).map(Ok)
+    }
+}
+
+/// Implements `hyper::service::Service` and `tower_service::Service` for a
+/// service type that has an inherent
+/// `fn respond<B>(&self, req: Request<B>) -> ResponseFuture` with the bounds
+/// below on `B` (any request body whose chunks turn into `Bytes`).
+///
+/// One macro rather than a blanket impl: the orphan rule forbids
+/// `impl<T: Respond> hyper::service::Service<_> for T`.
+#[allow(unused_macros)] // until every build's services use it
+macro_rules! service_impls {
+    ($ty:ty) => {
+        impl<B> hyper::service::Service<http::Request<B>> for $ty
+        where
+            B: http_body::Body + Send + 'static,
+            B::Data: Into<bytes::Bytes> + Send,
+            B::Error: Into<$crate::error::BoxError>,
+        {
+            type Response = http::Response<$crate::body::Body>;
+            type Error = std::convert::Infallible;
+            type Future = $crate::http::ResponseFuture;
+
+            fn call(&self, req: http::Request<B>) -> Self::Future {
+                self.respond(req)
+            }
+        }
+
+        impl<B> tower_service::Service<http::Request<B>> for $ty
+        where
+            B: http_body::Body + Send + 'static,
+            B::Data: Into<bytes::Bytes> + Send,
+            B::Error: Into<$crate::error::BoxError>,
+        {
+            type Response = http::Response<$crate::body::Body>;
+            type Error = std::convert::Infallible;
+            type Future = $crate::http::ResponseFuture;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), std::convert::Infallible>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, req: http::Request<B>) -> Self::Future {
+                self.respond(req)
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use service_impls;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_survives_a_poisoned_mutex() {
+        let m = std::sync::Arc::new(Mutex::new(1));
+        let m2 = m.clone();
+        let _ = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            panic!("poison");
+        })
+        .join();
+        assert!(m.is_poisoned());
+        *lock(&m) += 1;
+        assert_eq!(*lock(&m), 2);
+    }
+
+    #[test]
+    fn text_is_plain_utf8_with_the_status() {
+        let res = text(StatusCode::BAD_REQUEST, "nope\n");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(res.headers()[CONTENT_TYPE], "text/plain; charset=utf-8");
+    }
+
+    #[test]
+    fn method_not_allowed_says_what_is() {
+        let res = method_not_allowed("GET, HEAD");
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(res.headers()[ALLOW], "GET, HEAD");
+    }
+}
