@@ -735,3 +735,95 @@ async fn shutdown_before_and_after_the_head() {
         delayed_response::AbortReason::Shutdown
     );
 }
+
+// Regression: a `Duration` near the maximum met an `Instant` unchecked and
+// panicked the request ("overflow when adding duration to instant"):
+// `Heartbeat::every(Duration::MAX)`, `.after(Duration::MAX)`,
+// `.timeout(Duration::MAX)`. Such a duration now means "never".
+#[tokio::test(start_paused = true)]
+async fn durations_at_the_maximum_mean_never_instead_of_panicking() {
+    let (ticks, on_tick) = counter();
+    let (response, completion) = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::MAX))
+        .timeout(Duration::MAX)
+        .on_tick(on_tick)
+        .handle();
+    completion.write("progress").unwrap();
+    let res = response.await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    completion.end("done");
+    let (frames, end) = frames(res.into_body(), Instant::now()).await;
+    assert!(end.is_ok());
+    assert_eq!(text(&frames), "progressdone");
+    assert_eq!(ticks.load(Ordering::SeqCst), 0);
+
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(10 * MS).after(Duration::MAX))
+        .timeout(Duration::MAX)
+        .start(async {
+            after(50).await;
+            "late"
+        })
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = DelayedResponse::new()
+        .timeout(Duration::MAX)
+        .wait(async { "waited" })
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::MAX))
+        .poll(Duration::MAX, || async { Some("polled") })
+        .await;
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "polled");
+}
+
+// Regression: a client could choose a 1 ms heartbeat (`long_poll`'s
+// `/start?interval_ms=0`): 1,000 such connections took two cores to 169 %.
+// Heartbeat and poll intervals have a floor, 10 ms by default.
+#[tokio::test(start_paused = true)]
+async fn heartbeat_intervals_under_the_floor_are_raised_to_it() {
+    let (ticks, on_tick) = counter();
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::ZERO))
+        .on_tick(on_tick)
+        .start(async {
+            after(105).await;
+        })
+        .await;
+    let _ = res.into_body().collect_bytes().await.unwrap();
+    // 1, 11, 21, …, 101 ms: the first beat at its own (1 ms) delay, then
+    // every 10 ms (it was every 1 ms: 105 ticks).
+    assert_eq!(ticks.load(Ordering::SeqCst), 11);
+    assert_eq!(DelayedResponse::DEFAULT_MIN_INTERVAL, 10 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_floor_holds_client_chosen_intervals() {
+    let (ticks, on_tick) = counter();
+    let client_ms = 1;
+    let res = DelayedResponse::new()
+        .min_interval(Duration::from_secs(1))
+        .heartbeat(Heartbeat::every(Duration::from_millis(client_ms)).after(Duration::from_secs(1)))
+        .on_tick(on_tick)
+        .start(async {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+        })
+        .await;
+    let _ = res.into_body().collect_bytes().await.unwrap();
+    assert_eq!(ticks.load(Ordering::SeqCst), 3);
+
+    let checks = Arc::new(AtomicUsize::new(0));
+    let c = checks.clone();
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .min_interval(100 * MS)
+        .poll(Duration::ZERO, move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move { (n == 3).then_some("ready") }
+        })
+        .await;
+    assert_eq!(t0.elapsed(), 300 * MS);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "ready");
+}
