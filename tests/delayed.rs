@@ -827,3 +827,102 @@ async fn a_configured_floor_holds_client_chosen_intervals() {
     assert_eq!(t0.elapsed(), 300 * MS);
     assert_eq!(res.into_body().collect_bytes().await.unwrap(), "ready");
 }
+
+// Added: the extension point of `wait`. At the deadline the hook gets the
+// running work; its answer goes out; the work renders as it would in time.
+#[tokio::test(start_paused = true)]
+async fn on_deadline_takes_the_running_work_over() {
+    use delayed_response::delayed::LateWork;
+    let (late_tx, late_rx) = tokio::sync::oneshot::channel();
+    let late_tx = Mutex::new(Some(late_tx));
+    let (outcome, on_outcome) = outcomes();
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .json()
+        .status(StatusCode::CREATED)
+        .timeout(10 * MS)
+        .on_outcome(on_outcome)
+        .on_deadline(move |late: LateWork| {
+            if let Some(tx) = late_tx.lock().unwrap().take() {
+                tokio::spawn(async move {
+                    let _ = tx.send(late.into_response().await);
+                });
+            }
+            let mut res = Response::new(Body::from("later"));
+            *res.status_mut() = StatusCode::ACCEPTED;
+            res
+        })
+        .wait(async {
+            after(50).await;
+            r#"{"late":true}"#
+        })
+        .await;
+    assert_eq!(t0.elapsed(), 10 * MS);
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "later");
+    assert_eq!(*outcome.lock().unwrap(), [Outcome::Timeout]);
+    let late = late_rx.await.unwrap();
+    assert_eq!(t0.elapsed(), 50 * MS);
+    assert_eq!(late.status(), StatusCode::CREATED);
+    assert_eq!(late.headers()["content-type"], "application/json");
+    assert_eq!(
+        late.into_body().collect_bytes().await.unwrap(),
+        r#"{"late":true}"#
+    );
+}
+
+// Added: a hook that drops the late work cancels it.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_late_work_cancels_it() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let res = DelayedResponse::new()
+        .timeout(10 * MS)
+        .on_deadline(|late: delayed_response::delayed::LateWork| {
+            drop(late);
+            Response::new(Body::from("gave up"))
+        })
+        .wait(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await
+        })
+        .await;
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "gave up");
+    assert!(rx.await.is_err());
+}
+
+// Added: a hook may choose each request's deadline and add to an answer
+// given in time.
+#[tokio::test(start_paused = true)]
+async fn an_on_deadline_hook_chooses_the_deadline_and_marks_answers_in_time() {
+    use delayed_response::delayed::{LateWork, OnDeadline};
+
+    struct Short;
+    impl OnDeadline for Short {
+        fn deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
+            timeout.map(|t| t / 2)
+        }
+        fn on_deadline(&self, _late: LateWork) -> Response<Body> {
+            Response::new(Body::from("deadline"))
+        }
+        fn in_time(&self, response: &mut Response<Body>) {
+            response
+                .headers_mut()
+                .insert("x-in-time", http::HeaderValue::from_static("yes"));
+        }
+    }
+
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .timeout(100 * MS)
+        .on_deadline(Short)
+        .wait(async { after(80).await })
+        .await;
+    assert_eq!(t0.elapsed(), 50 * MS);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "deadline");
+    let res = DelayedResponse::new()
+        .timeout(100 * MS)
+        .on_deadline(Short)
+        .wait(async { after(20).await })
+        .await;
+    assert_eq!(res.headers()["x-in-time"], "yes");
+}

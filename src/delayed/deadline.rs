@@ -1,7 +1,6 @@
 //! The extension point of `wait`: what happens when the deadline passes.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -122,11 +121,9 @@ impl LateWork {
     /// # Cancel safety
     ///
     /// Dropping the future drops the work.
-    pub fn into_response(self) -> impl Future<Output = Response<Body>> + Send + 'static {
-        async move {
-            let reply = self.work.await;
-            render(&self.cfg, reply)
-        }
+    pub async fn into_response(self) -> Response<Body> {
+        let reply = self.work.await;
+        render(&self.cfg, reply)
     }
 }
 
