@@ -20,7 +20,7 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use delayed_response::park::{StatusService, Store};
+use delayed_response::park::{self, Store};
 use delayed_response::{server, Body, DelayedResponse, Json};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -35,13 +35,14 @@ async fn main() {
     common::init_tracing();
     let listener = common::listen(common::addr_arg("async_jobs")).await;
     let store = Store::builder().base_path("/jobs/").build();
-    let status = StatusService::new(store.clone());
+    let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let store = store.clone();
         let status = status.clone();
         async move {
             let res = if req.uri().path().starts_with("/jobs/") {
-                status.respond(req).await
+                let Ok(res) = status.respond(req).await;
+                res
             } else if req.uri().path() == "/jobs" && req.method() == Method::POST {
                 create(req, store).await
             } else if req.uri().path() == "/jobs" {
@@ -90,12 +91,15 @@ fn number(query: &str, name: &str) -> Result<Option<u64>, String> {
     else {
         return Ok(None);
     };
+    // Digits only: `u64::from_str` also takes a leading `+`.
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{name} must be a whole number of milliseconds, got {raw:?}\n"
+        ));
+    }
     match raw.parse::<u64>() {
         Ok(v) if v <= MAX_MS => Ok(Some(v)),
-        Ok(_) => Err(format!("{name} must be at most {MAX_MS}\n")),
-        Err(_) => Err(format!(
-            "{name} must be a whole number of milliseconds, got {raw:?}\n"
-        )),
+        _ => Err(format!("{name} must be at most {MAX_MS}\n")),
     }
 }
 

@@ -168,3 +168,40 @@ async fn examples_reject_unknown_arguments_with_usage() {
         assert!(err.contains("usage:"), "{name}: {err}");
     }
 }
+
+// Regression: `/start?interval_ms=0` gave a client a 1 ms heartbeat (1,000
+// such connections took two cores to 169 %), and `+10` passed as a number.
+#[tokio::test]
+async fn long_poll_refuses_intervals_under_the_floor() {
+    let ex = start("long_poll", &[]).await;
+    let fetch = |path: &'static str| async move {
+        let mut s = get(ex.addr, path).await;
+        read_response(&mut s).await
+    };
+    for path in [
+        "/start?work_ms=10&interval_ms=0",
+        "/start?work_ms=10&interval_ms=9",
+        "/poll?ready_after_ms=10&interval_ms=1",
+    ] {
+        let res = fetch(path).await;
+        assert_eq!(res.status, 400, "{path}");
+        assert_eq!(res.text(), "interval_ms must be at least 10\n", "{path}");
+    }
+    assert_eq!(fetch("/wait?work_ms=+10").await.status, 400);
+    drop(ex.child);
+}
+
+// Regression: `async_jobs` took `work_ms=+10` for 10.
+#[tokio::test]
+async fn async_jobs_accepts_digits_only() {
+    let ex = start("async_jobs", &[]).await;
+    let res = post(ex.addr, "/jobs?work_ms=+10", None, "").await;
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.text(),
+        "work_ms must be a whole number of milliseconds, got \"+10\"\n"
+    );
+    let res = post(ex.addr, "/jobs?work_ms=10", None, "").await;
+    assert_eq!(res.status, 200);
+    drop(ex.child);
+}

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use delayed_response::park::{StatusService, Store};
+use delayed_response::park::{self, Store};
 use delayed_response::{Body, DelayedResponse};
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::time::Instant;
@@ -31,6 +31,12 @@ async fn split(res: Response<Body>) -> (StatusCode, HeaderMap, Bytes) {
         parts.headers,
         body.collect_bytes().await.unwrap(),
     )
+}
+
+/// One request to the status service (its future never fails).
+async fn ask<B>(svc: &park::Service, req: Request<B>) -> Response<Body> {
+    let Ok(res) = svc.respond(req).await;
+    res
 }
 
 async fn job(secs: u64, out: &'static str) -> Response<Body> {
@@ -84,7 +90,7 @@ async fn a_fast_result_is_answered_directly() {
 #[tokio::test(start_paused = true)]
 async fn timeout_parks_and_the_location_serves_the_result() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let t0 = Instant::now();
     let (status, headers, _) = split(original(&store, None, 5).await).await;
     assert_eq!(t0.elapsed(), S);
@@ -96,7 +102,7 @@ async fn timeout_parks_and_the_location_serves_the_result() {
         "{loc}"
     );
     // Still running: 202 at once (no Prefer), pointing at itself.
-    let (status, headers, _) = split(svc.respond(request("GET", &loc, None)).await).await;
+    let (status, headers, _) = split(ask(&svc, request("GET", &loc, None)).await).await;
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(headers["retry-after"], "1");
     assert_eq!(location(&headers), loc);
@@ -104,7 +110,7 @@ async fn timeout_parks_and_the_location_serves_the_result() {
     // is there once it finishes; it can be read again until it expires.
     tokio::time::sleep(5 * S).await;
     for _ in 0..2 {
-        let (status, _, body) = split(svc.respond(request("GET", &loc, None)).await).await;
+        let (status, _, body) = split(ask(&svc, request("GET", &loc, None)).await).await;
         assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"report"[..]));
     }
 }
@@ -140,13 +146,13 @@ async fn prefer_wait_sets_the_deadline_within_the_cap() {
 #[tokio::test(start_paused = true)]
 async fn status_get_long_polls_with_prefer_wait() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let (_, headers, _) = split(original(&store, None, 4).await).await;
     let loc = location(&headers);
     // Ready at 4 s (3 s from now): a GET willing to wait 10 s gets it then.
     let t0 = Instant::now();
     let (status, headers, body) =
-        split(svc.respond(request("GET", &loc, Some("wait=10"))).await).await;
+        split(ask(&svc, request("GET", &loc, Some("wait=10"))).await).await;
     assert_eq!(t0.elapsed(), 3 * S);
     assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"report"[..]));
     assert_eq!(headers["preference-applied"], "wait=10");
@@ -155,11 +161,11 @@ async fn status_get_long_polls_with_prefer_wait() {
 #[tokio::test(start_paused = true)]
 async fn status_get_answers_202_when_its_wait_runs_out() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let (_, headers, _) = split(original(&store, None, 60).await).await;
     let loc = location(&headers);
     let t0 = Instant::now();
-    let (status, headers, _) = split(svc.respond(request("GET", &loc, Some("wait=2"))).await).await;
+    let (status, headers, _) = split(ask(&svc, request("GET", &loc, Some("wait=2"))).await).await;
     assert_eq!(t0.elapsed(), 2 * S);
     assert_eq!(status, StatusCode::ACCEPTED);
     assert_eq!(headers["retry-after"], "1");
@@ -168,23 +174,23 @@ async fn status_get_answers_202_when_its_wait_runs_out() {
 #[tokio::test(start_paused = true)]
 async fn unknown_malformed_and_expired_ids_are_404() {
     let store = Store::builder().ttl(30 * S).build();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     for uri in [
         "/jobs/AAAAAAAAAAAAAAAAAAAAAA",
         "/jobs/short",
         "/jobs/",
         "/jobs/%00%00",
     ] {
-        let (status, _, _) = split(svc.respond(request("GET", uri, None)).await).await;
+        let (status, _, _) = split(ask(&svc, request("GET", uri, None)).await).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{uri}");
     }
     let (_, headers, _) = split(original(&store, None, 2).await).await;
     let loc = location(&headers);
     tokio::time::sleep(S + 29 * S).await; // finished at 2 s, 29 s ago
-    let (status, _, _) = split(svc.respond(request("GET", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("GET", &loc, None)).await).await;
     assert_eq!(status, StatusCode::CREATED);
     tokio::time::sleep(2 * S).await; // now past its 30 s
-    let (status, _, _) = split(svc.respond(request("GET", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("GET", &loc, None)).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(store.is_empty());
 }
@@ -192,7 +198,7 @@ async fn unknown_malformed_and_expired_ids_are_404() {
 #[tokio::test(start_paused = true)]
 async fn delete_cancels_the_running_work() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let (flag, cancelled) = DropFlag::new();
     let req = request("POST", "/reports", None);
     let res = DelayedResponse::for_request(&req)
@@ -206,37 +212,34 @@ async fn delete_cancels_the_running_work() {
         .await;
     let loc = location(res.headers());
     assert_eq!(store.running(), 1);
-    let (status, _, _) = split(svc.respond(request("DELETE", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("DELETE", &loc, None)).await).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(store.running(), 0);
     tokio::task::yield_now().await; // let the aborted task drop its future
     assert!(cancelled.load(Ordering::SeqCst));
-    let (status, _, _) = split(svc.respond(request("GET", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("GET", &loc, None)).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (status, _, _) = split(svc.respond(request("DELETE", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("DELETE", &loc, None)).await).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test(start_paused = true)]
 async fn delete_drops_a_finished_result() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let (_, headers, _) = split(original(&store, None, 2).await).await;
     let loc = location(&headers);
     tokio::time::sleep(2 * S).await;
-    let (status, _, _) = split(svc.respond(request("DELETE", &loc, None)).await).await;
+    let (status, _, _) = split(ask(&svc, request("DELETE", &loc, None)).await).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert!(store.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn other_methods_get_405_with_allow() {
-    let svc = StatusService::new(Store::new());
-    let (status, headers, _) = split(
-        svc.respond(request("POST", "/jobs/AAAAAAAAAAAAAAAAAAAAAA", None))
-            .await,
-    )
-    .await;
+    let svc = park::Service::new(Store::new());
+    let (status, headers, _) =
+        split(ask(&svc, request("POST", "/jobs/AAAAAAAAAAAAAAAAAAAAAA", None)).await).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "GET, HEAD, DELETE");
 }
@@ -244,13 +247,13 @@ async fn other_methods_get_405_with_allow() {
 #[tokio::test(start_paused = true)]
 async fn a_full_store_evicts_the_oldest_finished_result_first() {
     let store = Store::builder().max_entries(2).build();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let (_, h1, _) = split(original(&store, None, 2).await).await; // finishes at 2 s
     let (_, h2, _) = split(original(&store, None, 3).await).await; // finishes at 4 s
     tokio::time::sleep(5 * S).await;
     let (_, h3, _) = split(original(&store, None, 60).await).await;
     assert!(h3.contains_key("location"));
-    let get = |h: &HeaderMap| svc.respond(request("GET", &location(h), None));
+    let get = |h: &HeaderMap| ask(&svc, request("GET", &location(h), None));
     assert_eq!(get(&h1).await.status(), StatusCode::NOT_FOUND);
     assert_eq!(get(&h2).await.status(), StatusCode::CREATED);
     assert_eq!(store.len(), 2);
@@ -287,7 +290,7 @@ async fn a_store_full_of_running_jobs_refuses_with_503() {
 #[tokio::test(start_paused = true)]
 async fn results_bound_to_an_owner_are_hidden_from_others() {
     let store = Store::new();
-    let svc = StatusService::new(store.clone()).owner(|parts| {
+    let svc = park::Service::new(store.clone()).owner(|parts| {
         parts
             .headers
             .get("x-user")
@@ -308,7 +311,7 @@ async fn results_bound_to_an_owner_are_hidden_from_others() {
         if let Some(u) = user {
             r.headers_mut().insert("x-user", u.parse().unwrap());
         }
-        svc.respond(r)
+        ask(&svc, r)
     };
     assert_eq!(
         as_user("GET", Some("bob")).await.status(),
@@ -329,7 +332,7 @@ async fn results_bound_to_an_owner_are_hidden_from_others() {
 #[tokio::test(start_paused = true)]
 async fn failed_and_oversized_results_are_kept_as_500() {
     let store = Store::builder().max_result_bytes(4).build();
-    let svc = StatusService::new(store.clone());
+    let svc = park::Service::new(store.clone());
     let req = request("POST", "/", None);
     let failing = DelayedResponse::for_request(&req)
         .timeout(S)
@@ -341,18 +344,12 @@ async fn failed_and_oversized_results_are_kept_as_500() {
         .await;
     let big = original(&store, None, 2).await; // "report" is 6 bytes > 4
     tokio::time::sleep(2 * S).await;
-    let (status, _, body) = split(
-        svc.respond(request("GET", &location(failing.headers()), None))
-            .await,
-    )
-    .await;
+    let (status, _, body) =
+        split(ask(&svc, request("GET", &location(failing.headers()), None)).await).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(!String::from_utf8_lossy(&body).contains("secret"));
-    let (status, _, body) = split(
-        svc.respond(request("GET", &location(big.headers()), None))
-            .await,
-    )
-    .await;
+    let (status, _, body) =
+        split(ask(&svc, request("GET", &location(big.headers()), None)).await).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(body, "result too large to keep\n");
 }
@@ -364,7 +361,7 @@ async fn a_client_leaving_a_long_poll_does_not_cancel_the_job() {
     use support::*;
     let store = Store::builder().base_path("/jobs/").build();
     let store_probe = store.clone();
-    let status = StatusService::new(store.clone());
+    let status = park::Service::new(store.clone());
     let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
     let finish_rx = Arc::new(std::sync::Mutex::new(Some(finish_rx)));
     let (polling_tx, mut polling) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -376,7 +373,7 @@ async fn a_client_leaving_a_long_poll_does_not_cancel_the_job() {
         async move {
             if req.uri().path().starts_with("/jobs/") {
                 let _ = polling_tx.send(());
-                return status.respond(req).await;
+                return ask(&status, req).await;
             }
             let rx = finish_rx.lock().unwrap().take();
             DelayedResponse::for_request(&req)
@@ -437,7 +434,7 @@ async fn a_client_leaving_a_long_poll_does_not_cancel_the_job() {
 async fn status_service_nests_in_axum() {
     use support::*;
     let store = Store::new();
-    let app = axum::Router::new().nest_service("/jobs", StatusService::new(store.clone()));
+    let app = axum::Router::new().nest_service("/jobs", park::Service::new(store.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -472,4 +469,57 @@ async fn status_service_nests_in_axum() {
     })
     .await;
     assert_eq!(got, "nested");
+}
+
+// Regression: a parked result skipped the builder's `status(..)` and
+// `header(..)` (so `.json()`), which shape an early answer: the same work
+// rendered two ways depending on when it finished.
+#[tokio::test(start_paused = true)]
+async fn a_parked_result_is_rendered_like_an_early_one() {
+    let store = Store::new();
+    let svc = park::Service::new(store.clone());
+    let builder = || {
+        DelayedResponse::new()
+            .json()
+            .status(StatusCode::CREATED)
+            .header(
+                http::header::HeaderName::from_static("x-report"),
+                http::HeaderValue::from_static("1"),
+            )
+            .timeout(S)
+            .park(store.clone())
+    };
+    let body = r#"{"rows":3}"#;
+    let early = builder().wait(async move { body }).await;
+    let late = builder()
+        .wait(async move {
+            tokio::time::sleep(2 * S).await;
+            body
+        })
+        .await;
+    assert_eq!(late.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(2 * S).await;
+    let parked = ask(&svc, request("GET", &location(late.headers()), None)).await;
+    let (early, parked) = (split(early).await, split(parked).await);
+    assert_eq!(parked.0, StatusCode::CREATED);
+    assert_eq!(parked.1["content-type"], "application/json");
+    assert_eq!(parked.1["x-report"], "1");
+    assert_eq!(parked, early);
+}
+
+// Regression: `now + ttl` panicked the parked task with a TTL near
+// `Duration::MAX`; such a TTL now keeps the result until it is fetched away.
+#[tokio::test(start_paused = true)]
+async fn a_ttl_at_the_maximum_keeps_the_result_instead_of_panicking() {
+    let store = Store::builder()
+        .ttl(Duration::MAX)
+        .max_wait(Duration::MAX)
+        .build();
+    let svc = park::Service::new(store.clone());
+    let (_, headers, _) = split(original(&store, None, 2).await).await;
+    let loc = location(&headers);
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    let (status, _, body) = split(ask(&svc, request("GET", &loc, None)).await).await;
+    assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"report"[..]));
+    assert_eq!(store.running(), 0);
 }

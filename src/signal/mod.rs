@@ -78,7 +78,7 @@
 //! | setting | default |
 //! |---|---|
 //! | [`body_limit`](SignalBuilder::body_limit) | 10 KiB ([`DEFAULT_BODY_LIMIT`]) |
-//! | [`keep_alive`](SignalBuilder::keep_alive) | 15 s ([`DEFAULT_KEEP_ALIVE`](crate::sse::DEFAULT_KEEP_ALIVE)) |
+//! | [`keep_alive`](SignalBuilder::keep_alive) | 15 s ([`Heartbeat::DEFAULT_INTERVAL`](crate::Heartbeat::DEFAULT_INTERVAL)) |
 //! | [`peer_queue_bytes`](SignalBuilder::peer_queue_bytes) | 64 KiB ([`DEFAULT_PEER_QUEUE_BYTES`]) |
 //! | [`max_peers`](SignalBuilder::max_peers) | no limit |
 //! | [`max_swarms`](SignalBuilder::max_swarms) | no limit |
@@ -128,7 +128,6 @@ use http::HeaderValue;
 
 pub use service::ResponseFuture;
 
-use crate::sse;
 use registry::Registry;
 
 /// The default [`body_limit`](SignalBuilder::body_limit): 10 KiB, as
@@ -154,7 +153,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             body_limit: DEFAULT_BODY_LIMIT,
-            keep_alive: sse::DEFAULT_KEEP_ALIVE,
+            keep_alive: crate::Heartbeat::DEFAULT_INTERVAL,
             peer_queue_bytes: DEFAULT_PEER_QUEUE_BYTES,
             max_peers: None,
             max_swarms: None,
