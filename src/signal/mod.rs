@@ -116,6 +116,10 @@
 //! # let _ = signal;
 //! ```
 
+// builder: the settings; service: routing and the HTTP answers; registry:
+// the swarms of one service and how streams join and leave them; swarm: one
+// swarm's peers and the delivery of a signal; id: ids, cids and tokens;
+// params: the body of a POST.
 mod builder;
 mod id;
 mod params;
@@ -123,9 +127,6 @@ mod registry;
 mod service;
 mod swarm;
 
+pub use crate::http::ResponseFuture;
 pub use builder::{Builder, DEFAULT_BODY_LIMIT, DEFAULT_PEER_QUEUE_BYTES};
 pub use service::Service;
-
-/// The future of a [`Service`] call. It never fails: every problem is an
-/// HTTP answer.
-pub use crate::http::ResponseFuture;

@@ -110,8 +110,7 @@ impl Registry {
         }
         let (id, cid, token) = (random()?, random()?, random()?);
         let swarm = Arc::new(Swarm::new(id, cid));
-        let (future, completion) =
-            self.open_stream(base, &swarm, cid, token, StatusCode::CREATED);
+        let (future, completion) = self.open_stream(base, &swarm, cid, token, StatusCode::CREATED);
         lock(&swarm.state).add(cid, token, completion);
         {
             let mut swarms = lock(&self.swarms);

@@ -263,7 +263,10 @@ where
 }
 
 fn too_large() -> Response<Body> {
-    text(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the limit\n")
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the body is over the limit\n",
+    )
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {

@@ -86,7 +86,7 @@ pub(super) struct Peer {
 impl SwarmState {
     /// How many peers are connected, while the swarm is open.
     pub(super) fn peer_count(&self) -> Option<usize> {
-        self.open.then(|| self.peers.len())
+        self.open.then_some(self.peers.len())
     }
 
     pub(super) fn add(&mut self, cid: Id, token: Id, completion: Completion) {
