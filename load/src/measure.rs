@@ -111,8 +111,7 @@ pub fn threads_cpu_time(prefix: &str) -> io::Result<Duration> {
 /// The file cannot be read or has no `Max open files` line.
 pub fn open_files_limit() -> io::Result<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits")?;
-    parse_open_files_limit(&limits)
-        .ok_or_else(|| invalid("no Max open files in /proc/self/limits"))
+    parse_open_files_limit(&limits).ok_or_else(|| invalid("no Max open files in /proc/self/limits"))
 }
 
 /// Fails with a message saying which `ulimit -n` to run when the open-files
@@ -209,7 +208,8 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max open files            1024                 524288               files\n";
         assert_eq!(parse_open_files_limit(limits), Some(1024));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(parse_open_files_limit(unlimited), Some(u64::MAX));
     }
 

@@ -36,18 +36,19 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use delayed_response::{server, DelayedResponse};
-use load::measure;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use load::measure;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 const HELLO: &[u8] = b"hello world";
 
-const USAGE: &str = "usage: load_fast_path [--conns N] [--secs S] [--rounds R] [--wrk] [--serve-only S]
+const USAGE: &str =
+    "usage: load_fast_path [--conns N] [--secs S] [--rounds R] [--wrk] [--serve-only S]
 
   --conns N         keep-alive connections per server (32)
   --secs S          seconds per slice (1)

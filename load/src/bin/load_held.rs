@@ -55,12 +55,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use delayed_response::{server, DelayedResponse, Heartbeat};
-use load::measure::{self, Process};
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use load::measure::{self, Process};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};

@@ -259,7 +259,10 @@ impl Server {
 
     /// utime + stime of the server process, in seconds.
     fn cpu(&self) -> f64 {
-        self.process.cpu_time().expect("server CPU time").as_secs_f64()
+        self.process
+            .cpu_time()
+            .expect("server CPU time")
+            .as_secs_f64()
     }
 
     fn rss_kib(&self) -> u64 {

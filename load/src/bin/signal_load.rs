@@ -42,7 +42,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-const USAGE: &str = "usage: signal_load [--peers N] [--signals N] [--rate PER_SEC] [--http1-only] [--baseline]
+const USAGE: &str =
+    "usage: signal_load [--peers N] [--signals N] [--rate PER_SEC] [--http1-only] [--baseline]
 
   --peers N       peers that join the one swarm, besides its initiator (1000)
   --signals N     broadcasts the initiator POSTs (1000)
