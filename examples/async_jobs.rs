@@ -28,12 +28,22 @@ use hyper::service::service_fn;
 
 mod common;
 
+const ABOUT: &str = "\
+Async request-reply: POST /jobs answers with the result when the job ends
+within its deadline, else 202 Accepted + Location + Retry-After.
+
+try:
+  curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=300'                   # 200
+  curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=5000&deadline_ms=500'  # 202, Location: /jobs/ID
+  curl -i -H 'Prefer: wait=10' http://127.0.0.1:9000/jobs/ID                 # long-polls for the result
+  curl -i -X DELETE http://127.0.0.1:9000/jobs/ID                            # 204: cancelled";
+
 const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("async_jobs")).await;
+    let listener = common::listen(common::addr_arg("async_jobs", ABOUT)).await;
     let store = Store::builder().base_path("/jobs/").build();
     let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {

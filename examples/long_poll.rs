@@ -28,6 +28,18 @@ use hyper::service::service_fn;
 
 mod common;
 
+const ABOUT: &str = "\
+A demo server for the three ways of waiting: wait (a deadline, then 202),
+start (long-poll with heartbeats) and poll (re-check until ready).
+
+try:
+  curl -i  'http://127.0.0.1:9000/wait?work_ms=200'                  # 200 {\"slept_ms\":200}
+  curl -i  'http://127.0.0.1:9000/wait?work_ms=2000&timeout_ms=500'  # 202 at 0.5 s
+  curl -iN 'http://127.0.0.1:9000/start?work_ms=5000&interval_ms=1000&initial_delay_ms=500'
+  curl -i  'http://127.0.0.1:9000/poll?ready_after_ms=3000&interval_ms=500'
+
+Logs go to stderr (RUST_LOG overrides the INFO filter).";
+
 /// The longest work, interval or deadline a request may ask for.
 const MAX_MS: u64 = 3_600_000;
 
@@ -38,7 +50,7 @@ const MIN_INTERVAL: Duration = DelayedResponse::DEFAULT_MIN_INTERVAL;
 #[tokio::main]
 async fn main() {
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("long_poll")).await;
+    let listener = common::listen(common::addr_arg("long_poll", ABOUT)).await;
     let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
     if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
