@@ -16,10 +16,15 @@
 //! curl -i -X DELETE http://127.0.0.1:9000/jobs/<id>                         # 204: cancelled
 //! curl -i -X POST -H 'Prefer: respond-async' 'http://127.0.0.1:9000/jobs?work_ms=100'
 //! ```
+//!
+//! Each client (by its address) may have 100 jobs running at once; the next
+//! one gets `429 Too Many Requests` with `Retry-After`, while other clients
+//! go on parking. Results are kept up to 64 MiB in all, 16 MiB per client.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
+use delayed_response::limit::ClientKey;
 use delayed_response::park::{self, Store};
 use delayed_response::{server, Body, DelayedResponse, Json};
 use http::{Method, Request, Response, StatusCode};
@@ -80,9 +85,12 @@ async fn create(req: Request<Incoming>, store: Store) -> Response<Body> {
         Ok(n) => n.unwrap_or(1000),
         Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
     };
+    // The peer address that `server::serve` records; behind a proxy, put a
+    // `ClientKey` of your own in the request's extensions.
+    let client = ClientKey::from_extensions(req.extensions());
     DelayedResponse::for_request(&req)
         .timeout(Duration::from_millis(deadline_ms))
-        .park(store)
+        .park(store, client)
         .on_outcome(move |outcome| tracing::info!(work_ms, %outcome, "job request answered"))
         .wait(async move {
             tokio::time::sleep(Duration::from_millis(work_ms)).await;

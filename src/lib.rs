@@ -118,6 +118,8 @@
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
+//! | park: jobs in a store (running + finished), running jobs per client | 10,000, 100 (see [`park`]) |
+//! | park: bytes of stored results in all, per client, per result | 64 MiB, 16 MiB, 1 MiB |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).

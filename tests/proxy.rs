@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use delayed_response::limit::ClientKey;
 use delayed_response::park::Store;
 use delayed_response::proxy::Profile;
 use delayed_response::testing::{RouterSim, Verdict};
@@ -125,7 +126,7 @@ async fn gcp_preset_parks_and_answers_202_with_a_location_in_time() {
     let store = Store::new();
     let response = Profile::GCP_LB
         .apply(DelayedResponse::new())
-        .park(store.clone())
+        .park(store.clone(), ClientKey::new("gcp"))
         .wait(job());
     match RouterSim::new(Profile::GCP_LB).run(response).await {
         Verdict::Delivered {

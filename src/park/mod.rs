@@ -23,15 +23,18 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use delayed_response::limit::ClientKey;
 //! use delayed_response::park::{self, Store};
 //! use delayed_response::DelayedResponse;
 //!
 //! # async fn handler(req: http::Request<hyper::body::Incoming>) -> http::Response<delayed_response::Body> {
 //! let store = Store::builder().base_path("/jobs/").build();
 //! let status = park::Service::new(store.clone()); // serve it under /jobs/
+//! // Whose cap of running jobs this one counts against.
+//! let client = ClientKey::from_extensions(req.extensions());
 //! DelayedResponse::for_request(&req)
 //!     .timeout(Duration::from_secs(1))
-//!     .park(store)
+//!     .park(store, client)
 //!     .wait(async { "slow result" })
 //!     .await
 //! # }
@@ -43,14 +46,38 @@
 //! |---|---|
 //! | [`ttl`](Builder::ttl) of a finished result | 10 min |
 //! | [`max_entries`](Builder::max_entries) (running + finished) | 10,000 |
+//! | [`max_jobs_per_client`](Builder::max_jobs_per_client) (running) | 100 |
 //! | [`max_result_bytes`](Builder::max_result_bytes) | 1 MiB |
+//! | [`max_stored_bytes`](Builder::max_stored_bytes) (result bodies, all clients) | 64 MiB |
+//! | [`max_stored_bytes_per_client`](Builder::max_stored_bytes_per_client) | 16 MiB |
 //! | [`max_wait`](Builder::max_wait) (cap of `Prefer: wait`) | 25 s (under Heroku's 30 s and GCP's 30 s) |
 //! | [`retry_after`](Builder::retry_after) | 1 s |
 //! | [`base_path`](Builder::base_path) | `/jobs/` |
 //!
-//! When the store is full, the oldest finished results are evicted first; when
-//! only running jobs remain, new parking is refused: the original request then
-//! gets `503 Service Unavailable` with `Retry-After`, and its work is dropped.
+//! # Limits
+//!
+//! Each global cap has a per-client cap beside it, keyed by the
+//! [`ClientKey`](crate::limit::ClientKey) passed to
+//! [`DelayedResponse::park`](crate::DelayedResponse::park), so that one
+//! client cannot fill the store for everyone (see [`Store`] for the table):
+//!
+//! - A client with `max_jobs_per_client` jobs running gets
+//!   `429 Too Many Requests` with `Retry-After`, and its work is dropped;
+//!   other clients park as before. When the store holds `max_entries` jobs,
+//!   the oldest finished results are evicted first; when only running jobs
+//!   remain, new parking is refused with `503 Service Unavailable` and
+//!   `Retry-After`, and the work is dropped.
+//! - A result that would pass its client's byte cap evicts that client's
+//!   own oldest results; one that would pass the total evicts the oldest
+//!   results of anyone. So the store never holds more than
+//!   `max_stored_bytes` of result bodies, and one client alone cannot push
+//!   out another's. An evicted result's status URL answers `404`, as an
+//!   expired one does. A result larger than any byte cap (or than
+//!   `max_result_bytes`) is kept as a `500` that says it was too large.
+//!
+//! Behind a reverse proxy every request comes from the proxy's address:
+//! put a [`ClientKey`](crate::limit::ClientKey) in the request's extensions
+//! there (see [`limit`](crate::limit)).
 //!
 //! # A layer on the core
 //!
@@ -65,6 +92,7 @@ mod builder;
 mod parking;
 mod service;
 mod store;
+mod stored;
 
 pub use crate::http::{Prefer, ResponseFuture};
 pub use builder::Builder;

@@ -5,17 +5,20 @@ use std::time::Duration;
 
 use http::Response;
 
-use super::store::{accepted, unavailable};
+use super::store::{accepted, client_busy, unavailable, ParkError};
 use super::Store;
 use crate::body::Body;
 use crate::delayed::{DelayedResponse, LateWork, OnDeadline};
 use crate::http::{preference_applied, Prefer, PREFERENCE_APPLIED};
+use crate::limit::ClientKey;
 
 /// Parks the work of one `wait` at its deadline.
 #[derive(Clone)]
 struct Parking {
     store: Store,
     owner: Option<String>,
+    /// Whose running-job cap the work counts against.
+    client: ClientKey,
     /// The request's preferences, read when `park` was set.
     prefer: Prefer,
 }
@@ -40,7 +43,10 @@ impl OnDeadline for Parking {
     }
 
     fn on_deadline(&self, late: LateWork) -> Response<Body> {
-        match self.store.park(late, self.owner.clone()) {
+        match self
+            .store
+            .park(late, self.owner.clone(), self.client.clone())
+        {
             Ok(id) => {
                 tracing::debug!(%id, "parked");
                 let mut res = accepted(&self.store, &id);
@@ -49,6 +55,10 @@ impl OnDeadline for Parking {
                     res.headers_mut().insert(PREFERENCE_APPLIED, v);
                 }
                 res
+            }
+            Err(ParkError::ClientBusy) => {
+                tracing::debug!(client = %self.client, "cannot park: client at its cap");
+                client_busy(&self.store)
             }
             Err(e) => {
                 tracing::debug!(?e, "cannot park");
@@ -70,8 +80,15 @@ impl DelayedResponse {
     /// [`wait`](Self::wait), the work keeps running in a task of its own and
     /// its result is parked in `store`; the answer is `202 Accepted` with a
     /// `Location` to poll (served by a [`park::Service`](crate::park::Service))
-    /// and `Retry-After`. When the store is full of running jobs, the answer
-    /// is `503` with `Retry-After` and the work is dropped.
+    /// and `Retry-After`.
+    ///
+    /// The job counts against `client`'s cap of running jobs
+    /// ([`max_jobs_per_client`](crate::park::Builder::max_jobs_per_client));
+    /// pass [`ClientKey::from_extensions`] of the request (its application
+    /// key, else its peer address), or a key of your own. A client at its cap
+    /// is answered `429 Too Many Requests` with `Retry-After`; when the store
+    /// is full of running jobs, the answer is `503` with `Retry-After`. Either
+    /// way the work is dropped.
     ///
     /// The parked result is rendered as a result in time would be: with this
     /// builder's [`status`](Self::status) and [`header`](Self::header)s (so
@@ -87,7 +104,25 @@ impl DelayedResponse {
     /// one set before), so it applies to `wait`; the held modes (`start`,
     /// `poll`, `handle`) send their head before they could give a
     /// `Location`, and ignore it.
-    pub fn park(self, store: Store) -> Self {
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use delayed_response::limit::ClientKey;
+    /// use delayed_response::park::Store;
+    /// use delayed_response::DelayedResponse;
+    ///
+    /// # async fn handler(req: http::Request<hyper::body::Incoming>, store: Store) -> http::Response<delayed_response::Body> {
+    /// let client = ClientKey::from_extensions(req.extensions());
+    /// DelayedResponse::for_request(&req)
+    ///     .timeout(Duration::from_secs(1))
+    ///     .park(store, client)
+    ///     .wait(async { "slow result" })
+    ///     .await
+    /// # }
+    /// ```
+    pub fn park(self, store: Store, client: ClientKey) -> Self {
         let owner = self
             .deadline_hook::<Parking>()
             .and_then(|p| p.owner.clone());
@@ -95,6 +130,7 @@ impl DelayedResponse {
         self.on_deadline_typed(Parking {
             store,
             owner,
+            client,
             prefer,
         })
     }

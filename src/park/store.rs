@@ -6,17 +6,17 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderValue, LOCATION, RETRY_AFTER};
-use http::{HeaderMap, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{Response, StatusCode};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::stored::Stored;
 use super::Builder;
 use crate::body::Body;
 use crate::delayed::{instant_after, LateWork};
+use crate::limit::{ClientKey, PerClient, Permit};
 
 /// A parked job's id: 128 random bits, base64url (22 characters).
 type Id = String;
@@ -24,7 +24,21 @@ type Id = String;
 /// Where parked jobs and their results live until they are fetched or expire.
 ///
 /// Cheap to clone (shared). Every operation holds a `std::sync::Mutex` for a
-/// few map updates (O(log n)), never across an `.await`.
+/// few map updates (O(log n) each; making room evicts as many results as it
+/// must), never across an `.await`.
+///
+/// # Limits
+///
+/// Each global cap has a per-client one beside it, keyed by the
+/// [`ClientKey`] given to [`DelayedResponse::park`](crate::DelayedResponse::park):
+///
+/// | what | global cap | per-client cap | when a cap is reached |
+/// |---|---|---|---|
+/// | running jobs | [`max_entries`](Builder::max_entries) (running + finished) | [`max_jobs_per_client`](Builder::max_jobs_per_client) | `503` (global, only running jobs left) or `429` (per client), both with `Retry-After`; the work is dropped |
+/// | finished results | [`max_entries`](Builder::max_entries) | — | the oldest finished result is evicted |
+/// | bytes of finished results | [`max_stored_bytes`](Builder::max_stored_bytes) | [`max_stored_bytes_per_client`](Builder::max_stored_bytes_per_client) | the client's own oldest results are evicted past its cap, then the oldest of anyone past the total |
+///
+/// An evicted result's status URL answers `404`, as an expired one does.
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -32,6 +46,8 @@ pub struct Store {
 
 struct Inner {
     cfg: Builder,
+    /// Running jobs per client; a job's [`Permit`] lives in its entry.
+    running_per_client: Arc<PerClient>,
     state: Mutex<State>,
 }
 
@@ -41,10 +57,24 @@ struct State {
     /// Finished results by expiry: the first is the oldest.
     expiries: BTreeSet<(Instant, Id)>,
     running: usize,
+    /// Bytes of the finished results' bodies.
+    stored_bytes: usize,
+    /// Finished results per client, for the per-client byte cap; a client
+    /// is removed with its last result.
+    clients: HashMap<ClientKey, Holding>,
+}
+
+/// The finished results of one client.
+#[derive(Default)]
+struct Holding {
+    bytes: usize,
+    /// By expiry, as [`State::expiries`].
+    results: BTreeSet<(Instant, Id)>,
 }
 
 struct Entry {
     owner: Option<String>,
+    client: ClientKey,
     job: Job,
 }
 
@@ -54,6 +84,9 @@ enum Job {
         /// Kept so the receivers see `true` once it is sent.
         notify: watch::Sender<bool>,
         abort: Option<AbortHandle>,
+        /// The client's running-job unit, given back when the job finishes
+        /// or is cancelled (when this variant is dropped).
+        _permit: Permit,
     },
     Finished {
         result: Stored,
@@ -61,19 +94,13 @@ enum Job {
     },
 }
 
-/// A finished result, kept as bytes so it can be served more than once.
-#[derive(Clone)]
-pub(super) struct Stored {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
 /// Why a job could not be parked.
 #[derive(Debug)]
 pub(super) enum ParkError {
     /// Only running jobs are left and the store is full.
     Full,
+    /// The client has `max_jobs_per_client` jobs running.
+    ClientBusy,
     /// No id could be made.
     NoEntropy,
 }
@@ -82,6 +109,7 @@ impl Store {
     pub(super) fn from_builder(cfg: Builder) -> Self {
         Store {
             inner: Arc::new(Inner {
+                running_per_client: PerClient::new(cfg.max_jobs_per_client),
                 cfg,
                 state: Mutex::new(State::default()),
             }),
@@ -97,14 +125,15 @@ impl Default for Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (entries, running) = {
+        let (entries, running, stored_bytes) = {
             let st = self.lock();
-            (st.entries.len(), st.running)
+            (st.entries.len(), st.running, st.stored_bytes)
         };
         f.debug_struct("Store")
             .field("settings", &self.inner.cfg)
             .field("entries", &entries)
             .field("running", &running)
+            .field("stored_bytes", &stored_bytes)
             .finish()
     }
 }
@@ -149,6 +178,18 @@ impl Store {
         self.lock().running
     }
 
+    /// How many parked jobs of `client` are still running.
+    pub fn running_for(&self, client: &ClientKey) -> usize {
+        self.inner.running_per_client.held(client)
+    }
+
+    /// How many bytes of result bodies are kept (finished, not yet expired).
+    pub fn stored_bytes(&self) -> usize {
+        let mut st = self.lock();
+        purge(&mut st, Instant::now());
+        st.stored_bytes
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::http::lock(&self.inner.state)
     }
@@ -161,45 +202,66 @@ impl Store {
         HeaderValue::from(self.inner.cfg.retry_after.as_secs().max(1))
     }
 
-    /// Parks `work`: it goes on in a task of its own, and its result,
-    /// rendered as the core renders any result, is kept for `ttl` after it
-    /// finishes.
-    pub(super) fn park(&self, work: LateWork, owner: Option<String>) -> Result<Id, ParkError> {
+    /// Parks `work` for `client`: it goes on in a task of its own, and its
+    /// result, rendered as the core renders any result, is kept for `ttl`
+    /// after it finishes.
+    pub(super) fn park(
+        &self,
+        work: LateWork,
+        owner: Option<String>,
+        client: ClientKey,
+    ) -> Result<Id, ParkError> {
+        // The per-client cap first: a client at its cap is told so (429)
+        // even when the store is full for everyone (503).
+        let permit = self
+            .inner
+            .running_per_client
+            .try_acquire(&client)
+            .ok_or(ParkError::ClientBusy)?;
         let id = crate::id::random_bytes::<16>()
             .map(|b| crate::id::base64url(&b))
             .map_err(|_| ParkError::NoEntropy)?;
         let (notify, done) = watch::channel(false);
         {
             let mut st = self.lock();
-            let now = Instant::now();
-            purge(&mut st, now);
+            purge(&mut st, Instant::now());
             if st.entries.len() >= self.inner.cfg.max_entries {
                 // Evict the oldest finished result; refuse if none is left.
-                let Some(oldest) = st.expiries.pop_first() else {
+                let Some((_, oldest)) = st.expiries.first().cloned() else {
                     return Err(ParkError::Full);
                 };
-                st.entries.remove(&oldest.1);
+                drop_finished(&mut st, &oldest);
             }
             st.running += 1;
             st.entries.insert(
                 id.clone(),
                 Entry {
                     owner,
+                    client,
                     job: Job::Running {
                         done,
                         notify,
                         abort: None,
+                        _permit: permit,
                     },
                 },
             );
         }
         let store = self.clone();
         let task_id = id.clone();
-        let max = self.inner.cfg.max_result_bytes;
+        let cfg = &self.inner.cfg;
+        // A result larger than a byte cap could never be kept whole.
+        let max = cfg
+            .max_result_bytes
+            .min(cfg.max_stored_bytes)
+            .min(cfg.max_stored_bytes_per_client);
         let task = tokio::spawn(async move {
+            let mut guard = Unfinished(Some((store, task_id)));
             let response = work.into_response().await;
             let stored = Stored::collect(response, max).await;
-            store.finish(&task_id, stored);
+            if let Some((store, id)) = guard.0.take() {
+                store.finish(&id, stored);
+            }
         });
         let mut st = self.lock();
         match st.entries.get_mut(&id) {
@@ -216,19 +278,57 @@ impl Store {
     }
 
     fn finish(&self, id: &str, result: Stored) {
+        let cfg = &self.inner.cfg;
         let mut st = self.lock();
+        let now = Instant::now();
+        purge(&mut st, now);
+        let client = match st.entries.get(id) {
+            Some(Entry {
+                client,
+                job: Job::Running { .. },
+                ..
+            }) => client.clone(),
+            // Cancelled meanwhile: nothing to keep.
+            _ => return,
+        };
+        let bytes = result.len();
+        // Room within the client's own cap, from its own oldest results...
+        while st.clients.get(&client).map_or(0, |h| h.bytes) + bytes
+            > cfg.max_stored_bytes_per_client
+        {
+            let oldest = st
+                .clients
+                .get(&client)
+                .and_then(|h| h.results.first().cloned());
+            let Some((_, oldest)) = oldest else { break };
+            drop_finished(&mut st, &oldest);
+        }
+        // ...then within the total, from the oldest results of anyone.
+        // `collect` kept the body within both caps, so the loops end with
+        // room (the few bytes of a "too large" 500 aside, under caps that
+        // small).
+        while st.stored_bytes + bytes > cfg.max_stored_bytes {
+            let Some((_, oldest)) = st.expiries.first().cloned() else {
+                break;
+            };
+            drop_finished(&mut st, &oldest);
+        }
         // A TTL too long to add to now keeps the result until it is
         // fetched away (or evicted).
-        let expires = instant_after(Instant::now(), self.inner.cfg.ttl);
+        let expires = instant_after(now, cfg.ttl);
         let Some(entry) = st.entries.get_mut(id) else {
             return;
         };
-        if let Job::Running { notify, .. } = &entry.job {
+        let running = std::mem::replace(&mut entry.job, Job::Finished { result, expires });
+        if let Job::Running { notify, .. } = running {
             let _ = notify.send(true);
-            entry.job = Job::Finished { result, expires };
-            st.running -= 1;
-            st.expiries.insert((expires, id.to_string()));
         }
+        st.running -= 1;
+        st.stored_bytes += bytes;
+        st.expiries.insert((expires, id.to_string()));
+        let holding = st.clients.entry(client).or_default();
+        holding.bytes += bytes;
+        holding.results.insert((expires, id.to_string()));
     }
 
     /// Finds a job, if `owner` may see it.
@@ -256,66 +356,79 @@ impl Store {
         if !visible {
             return false;
         }
-        match st.entries.remove(id).map(|e| e.job) {
-            Some(Job::Running { abort, .. }) => {
-                st.running -= 1;
-                if let Some(abort) = abort {
-                    abort.abort();
-                }
+        if drop_finished(&mut st, id) {
+            return true;
+        }
+        if let Some(Entry {
+            job: Job::Running { abort, .. },
+            ..
+        }) = st.entries.remove(id)
+        {
+            st.running -= 1;
+            if let Some(abort) = abort {
+                abort.abort();
             }
-            Some(Job::Finished { expires, .. }) => {
-                st.expiries.remove(&(expires, id.to_string()));
-            }
-            None => {}
         }
         true
     }
 }
 
-/// Drops the results that expired by `now`.
-fn purge(st: &mut State, now: Instant) {
-    while let Some((expires, _)) = st.expiries.first() {
-        if *expires > now {
-            break;
-        }
-        if let Some((_, id)) = st.expiries.pop_first() {
-            st.entries.remove(&id);
+/// Finishes a parked job as failed when its task ends without a result (the
+/// work panicked, or the runtime shut down), so that it does not hold its
+/// client's running-job unit and a place in the store for ever. A job
+/// cancelled by `DELETE` is gone already, and `finish` ignores it.
+struct Unfinished(Option<(Store, Id)>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((store, id)) = self.0.take() {
+            store.finish(&id, Stored::failed());
         }
     }
 }
 
-impl Stored {
-    /// Keeps the first `max` bytes of `res`; a larger or failing body is
-    /// kept as a `500` that says so.
-    async fn collect(res: Response<Body>, max: usize) -> Stored {
-        let (parts, body) = res.into_parts();
-        match http_body_util::Limited::new(body, max).collect().await {
-            Ok(collected) => Stored {
-                status: parts.status,
-                headers: parts.headers,
-                body: collected.to_bytes(),
-            },
-            Err(e) => {
-                let too_large = e.is::<http_body_util::LengthLimitError>();
-                Stored {
-                    status: StatusCode::INTERNAL_SERVER_ERROR,
-                    headers: HeaderMap::new(),
-                    body: Bytes::from(if too_large {
-                        "result too large to keep\n"
-                    } else {
-                        "the work failed\n"
-                    }),
-                }
-            }
+/// Drops the results that expired by `now`.
+fn purge(st: &mut State, now: Instant) {
+    while let Some((expires, id)) = st.expiries.first() {
+        if *expires > now {
+            break;
+        }
+        let id = id.clone();
+        drop_finished(st, &id);
+    }
+}
+
+/// Drops the finished result `id` and its accounting; `false` (and nothing
+/// changed) when `id` is not a finished result.
+fn drop_finished(st: &mut State, id: &str) -> bool {
+    if !matches!(
+        st.entries.get(id),
+        Some(Entry {
+            job: Job::Finished { .. },
+            ..
+        })
+    ) {
+        return false;
+    }
+    let Some(Entry {
+        client,
+        job: Job::Finished { result, expires },
+        ..
+    }) = st.entries.remove(id)
+    else {
+        return false;
+    };
+    let key = (expires, id.to_string());
+    st.expiries.remove(&key);
+    st.stored_bytes -= result.len();
+    if let Some(holding) = st.clients.get_mut(&client) {
+        holding.bytes -= result.len();
+        holding.results.remove(&key);
+        if holding.results.is_empty() {
+            st.clients.remove(&client);
         }
     }
-
-    pub(super) fn to_response(&self) -> Response<Body> {
-        let mut res = Response::new(Body::from(self.body.clone()));
-        *res.status_mut() = self.status;
-        *res.headers_mut() = self.headers.clone();
-        res
-    }
+    true
 }
 
 /// `202 Accepted` pointing at the status URL of `id`.
@@ -337,4 +450,12 @@ pub(super) fn unavailable(store: &Store) -> Response<Body> {
     );
     res.headers_mut().insert(RETRY_AFTER, store.retry_after());
     res
+}
+
+/// `429` when the client has `max_jobs_per_client` jobs running.
+pub(super) fn client_busy(store: &Store) -> Response<Body> {
+    crate::limit::too_many_requests(
+        store.inner.cfg.retry_after,
+        "too many running jobs for this client; retry later\n",
+    )
 }
