@@ -12,10 +12,10 @@ use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::time::{sleep_until, Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::handle::{Next, Shared};
 use super::reply::{merge_headers, respond, Reply};
+use super::shutdown::Watch;
 use super::tracker::Tracker;
 use super::{AbortReason, Config, Outcome};
 use crate::body::Body;
@@ -46,7 +46,7 @@ pub(crate) struct Held {
     beat: Pin<Box<Sleep>>,
     ticks: u64,
     deadline: Option<Pin<Box<Sleep>>>,
-    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+    shutdown: Watch,
     tracker: Tracker,
 }
 
@@ -55,10 +55,7 @@ impl Held {
         let now = Instant::now();
         let beat = Box::pin(sleep_until(now + cfg.heartbeat.initial_delay()));
         let deadline = cfg.timeout.map(|d| Box::pin(sleep_until(now + d)));
-        let shutdown = cfg
-            .shutdown
-            .as_ref()
-            .map(|s| Box::pin(s.token().clone().cancelled_owned()));
+        let shutdown = Watch::new(cfg.shutdown.as_ref());
         Held {
             cfg,
             source,
@@ -96,11 +93,10 @@ impl Held {
             },
             Source::Done => {}
         }
-        if let Some(shutdown) = &mut self.shutdown {
-            if shutdown.as_mut().poll(cx).is_ready() {
-                self.shutdown = None;
-                return Poll::Ready(Event::Shutdown);
-            }
+        let source = &self.source;
+        let result_begun = || matches!(source, Source::Handle(shared) if shared.result_begun());
+        if self.shutdown.poll_end(cx, result_begun).is_ready() {
+            return Poll::Ready(Event::Shutdown);
         }
         if let Some(deadline) = &mut self.deadline {
             if deadline.as_mut().poll(cx).is_ready() {
