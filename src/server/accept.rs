@@ -172,3 +172,21 @@ impl Throttled {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lasting_condition_is_logged_once_a_minute_with_what_was_left_out() {
+        let mut throttled = Throttled::default();
+        let mut logged = Vec::new();
+        for _ in 0..20 {
+            throttled.warn(|suppressed| logged.push(suppressed));
+        }
+        assert_eq!(logged, [0]);
+        tokio::time::advance(LOG_EVERY).await;
+        throttled.warn(|suppressed| logged.push(suppressed));
+        assert_eq!(logged, [0, 19]);
+    }
+}

@@ -135,11 +135,11 @@ where
         // Boxed, so that an HTTP/1.1 connection's task is sized for HTTP/1.1.
         Some(http2) if h2 => {
             let conn = http2.serve_connection(io, service);
-            Box::pin(Driver::new(conn, state, shared, head_due)).await
+            Box::pin(Driver::new(conn, true, state, shared, head_due)).await
         }
         _ => {
             let conn = shared.http1.serve_connection(io, service);
-            Driver::new(conn, state, shared, head_due).await
+            Driver::new(conn, false, state, shared, head_due).await
         }
     }
 }
@@ -191,6 +191,10 @@ fn after(d: Duration) -> Instant {
 struct ConnState {
     /// Requests whose response is not done yet.
     in_flight: AtomicUsize,
+    /// Set when a request begins; the driver clears it. hyper may read,
+    /// serve and finish a whole request within one poll, so the driver
+    /// cannot rely on seeing `in_flight` above zero.
+    began: AtomicBool,
     /// Set by the socket on every read that got bytes; the driver clears it.
     read: AtomicBool,
     /// The driver's task: HTTP/2 responses end in tasks of their own.
@@ -209,6 +213,7 @@ struct InFlight(Arc<ConnState>);
 impl InFlight {
     fn new(state: &Arc<ConnState>) -> Self {
         state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.began.store(true, Ordering::Release);
         InFlight(state.clone())
     }
 }
@@ -416,12 +421,15 @@ pin_project! {
         shared: &'a Shared,
         state: Arc<ConnState>,
         phase: Phase,
+        h2: bool,
         draining: bool,
+        // The connection was asked to finish and close.
+        closing: bool,
     }
 }
 
 impl<'a, C> Driver<'a, C> {
-    fn new(conn: C, state: Arc<ConnState>, shared: &'a Shared, head_due: Instant) -> Self {
+    fn new(conn: C, h2: bool, state: Arc<ConnState>, shared: &'a Shared, head_due: Instant) -> Self {
         Driver {
             conn,
             timer: sleep_until(head_due),
@@ -429,7 +437,9 @@ impl<'a, C> Driver<'a, C> {
             shared,
             state,
             phase: Phase::Head,
+            h2,
             draining: false,
+            closing: false,
         }
     }
 }
@@ -452,7 +462,9 @@ impl<C: Connection> Future for Driver<'_, C> {
                 // a head, must not hold up the shutdown.
                 return Poll::Ready(());
             }
-            this.conn.as_mut().close_when_done();
+            if !std::mem::replace(this.closing, true) {
+                this.conn.as_mut().close_when_done();
+            }
             this.stop.set(this.shared.force.cancelled());
             if this.stop.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
@@ -468,19 +480,23 @@ impl<C: Connection> Future for Driver<'_, C> {
 
         // The hyper connection has run (reads, service calls, response
         // ends): see where it is now.
+        let began = this.state.began.swap(false, Ordering::AcqRel);
         let busy = !this.state.is_idle();
         match (*this.phase, busy) {
             (_, true) => {
                 *this.phase = Phase::Busy;
                 return Poll::Pending;
             }
-            (Phase::Busy, false) => {
+            (phase, false) if began || phase == Phase::Busy => {
                 this.state.read.store(false, Ordering::Relaxed);
                 *this.phase = Phase::Idle;
                 let due = after(this.shared.idle_timeout);
                 this.timer.as_mut().reset(due);
             }
-            (Phase::Idle, false) if this.state.read.swap(false, Ordering::Relaxed) => {
+            // HTTP/1.1: the next request has begun. (HTTP/2 frames between
+            // requests, such as window updates and pings, say nothing of
+            // the next request: its idle timer runs on.)
+            (Phase::Idle, false) if !*this.h2 && this.state.read.swap(false, Ordering::Relaxed) => {
                 *this.phase = Phase::Head;
                 let due = after(this.shared.header_read_timeout);
                 this.timer.as_mut().reset(due);
@@ -489,8 +505,23 @@ impl<C: Connection> Future for Driver<'_, C> {
         }
         if this.timer.as_mut().poll(cx).is_ready() {
             let phase = *this.phase;
-            tracing::debug!(?phase, "no request in time; closing the connection");
-            return Poll::Ready(());
+            if !*this.h2 || *this.closing {
+                tracing::debug!(?phase, "no request in time; closing the connection");
+                return Poll::Ready(());
+            }
+            // HTTP/2: a GOAWAY first, so that a client whose request is on
+            // its way learns it was not served; a client that does not
+            // answer it is dropped after the header read timeout.
+            tracing::debug!(?phase, "no request in time; sending GOAWAY");
+            *this.closing = true;
+            this.conn.as_mut().close_when_done();
+            let due = after(this.shared.header_read_timeout);
+            this.timer.as_mut().reset(due);
+            if this.timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            // Let the connection write the GOAWAY.
+            cx.waker().wake_by_ref();
         }
         Poll::Pending
     }

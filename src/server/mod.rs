@@ -182,15 +182,18 @@ impl Server {
     /// h2c); on a kept-alive one, from the first byte of the next request.
     /// A connection past it with no request in flight is closed.
     ///
-    /// For HTTP/2, any frame on a connection with no open stream counts as
-    /// the start of a request.
+    /// For HTTP/2, only the first request's headers are bound by it; later
+    /// ones are bound by the idle timeout, since frames between requests
+    /// (window updates, pings) do not tell that a request has begun.
     pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
 
     /// How long a kept-alive connection may stay silent between requests:
-    /// from the end of a response to the first byte of the next request.
+    /// from the end of a response to the first byte of the next request
+    /// (HTTP/2: from the end of the last open stream to the next request's
+    /// headers; the client then gets a `GOAWAY`).
     pub fn idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self
