@@ -89,6 +89,10 @@
 //! | status once the head must go out first | `202 Accepted` |
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
+//! | server header read timeout | 30 s ([`server::DEFAULT_HEADER_READ_TIMEOUT`]) |
+//! | server idle (keep-alive) timeout | 75 s ([`server::DEFAULT_IDLE_TIMEOUT`]) |
+//! | server open connections | 25,000 ([`server::DEFAULT_MAX_CONNECTIONS`]) |
+//! | server HTTP/2 streams per connection | 100 ([`server::DEFAULT_MAX_CONCURRENT_STREAMS`]) |
 //! | SSE keep-alive | 15 s ([`sse::DEFAULT_KEEP_ALIVE`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
 //!

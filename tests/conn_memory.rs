@@ -37,7 +37,8 @@ const WARM_UP: usize = 32;
 fn idle_connection(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n").unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")
+        .unwrap();
     let mut got = Vec::new();
     let mut buf = [0u8; 1024];
     while !got.ends_with(b"\r\n\r\nhi") {

@@ -138,7 +138,10 @@ async fn held_responses_end_when_the_server_shuts_down() {
 #[tokio::test]
 async fn every_request_carries_the_client_address() {
     let server = serve_fn(|req: Request<Incoming>| async move {
-        let addr = req.extensions().get::<RemoteAddr>().map(|a| a.0.to_string());
+        let addr = req
+            .extensions()
+            .get::<RemoteAddr>()
+            .map(|a| a.0.to_string());
         Response::new(Body::from(addr.unwrap_or_default()))
     })
     .await;
@@ -184,13 +187,13 @@ async fn shutdown_closes_idle_and_slow_header_connections_at_once() {
     });
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     // Far longer than the test's patience: the server must not wait it out.
-    let server = tokio::spawn(
-        Server::new()
-            .grace_period(Duration::from_secs(600))
-            .serve(listener, service, async {
-                let _ = stop_rx.await;
-            }),
-    );
+    let server = tokio::spawn(Server::new().grace_period(Duration::from_secs(600)).serve(
+        listener,
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
     // Idle after one request (keep-alive).
     let mut idle = send_raw(addr, "GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
     let mut buf = Vec::new();
@@ -207,11 +210,12 @@ async fn shutdown_closes_idle_and_slow_header_connections_at_once() {
         .await
         .unwrap()
         .unwrap();
-    for (name, s) in [("idle", &mut idle), ("slow", &mut slow), ("silent", &mut silent)] {
-        assert!(
-            within(name, closed_by_server(s)).await,
-            "{name} still open"
-        );
+    for (name, s) in [
+        ("idle", &mut idle),
+        ("slow", &mut slow),
+        ("silent", &mut silent),
+    ] {
+        assert!(within(name, closed_by_server(s)).await, "{name} still open");
     }
 }
 

@@ -46,10 +46,7 @@ impl Running {
 
 async fn start<S, B>(server: Server, service: S) -> Running
 where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
-        + Clone
-        + Send
-        + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Into<delayed_response::BoxError>,
     B: http_body::Body + Send + 'static,
@@ -59,13 +56,13 @@ where
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(
-        server
-            .grace_period(Duration::from_secs(1))
-            .serve(listener, service, async {
-                let _ = stopped.await;
-            }),
-    );
+    let task = tokio::spawn(server.grace_period(Duration::from_secs(1)).serve(
+        listener,
+        service,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Running { addr, stop, task }
 }
 
@@ -217,8 +214,12 @@ async fn a_kept_alive_connection_gets_the_idle_timeout_then_the_header_read_time
 #[tokio::test]
 async fn the_timeouts_never_touch_a_held_http1_response() {
     let timeout = Duration::from_millis(100);
-    let (server, mut completions) =
-        held(Server::new().header_read_timeout(timeout).idle_timeout(timeout)).await;
+    let (server, mut completions) = held(
+        Server::new()
+            .header_read_timeout(timeout)
+            .idle_timeout(timeout),
+    )
+    .await;
     let mut s = get(server.addr, "/").await;
     let completion = within("the handler", completions.recv()).await.unwrap();
     // Silent for many times both timeouts.
@@ -232,8 +233,12 @@ async fn the_timeouts_never_touch_a_held_http1_response() {
 #[tokio::test]
 async fn the_timeouts_never_touch_a_held_h2_response() {
     let timeout = Duration::from_millis(100);
-    let (server, mut completions) =
-        held(Server::new().header_read_timeout(timeout).idle_timeout(timeout)).await;
+    let (server, mut completions) = held(
+        Server::new()
+            .header_read_timeout(timeout)
+            .idle_timeout(timeout),
+    )
+    .await;
     let mut send = h2_connect(server.addr).await;
     let req = Request::get("http://test/")
         .body(Empty::<bytes::Bytes>::new())

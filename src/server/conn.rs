@@ -429,7 +429,13 @@ pin_project! {
 }
 
 impl<'a, C> Driver<'a, C> {
-    fn new(conn: C, h2: bool, state: Arc<ConnState>, shared: &'a Shared, head_due: Instant) -> Self {
+    fn new(
+        conn: C,
+        h2: bool,
+        state: Arc<ConnState>,
+        shared: &'a Shared,
+        head_due: Instant,
+    ) -> Self {
         Driver {
             conn,
             timer: sleep_until(head_due),
