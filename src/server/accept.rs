@@ -101,9 +101,16 @@ pub(super) async fn run<S, B>(
                     tracing::warn!(%error, suppressed, "accept failed; backing off");
                 });
                 let live = shared.live();
+                let one_closed = async {
+                    match live.checked_sub(1) {
+                        Some(fewer) => shared.at_most(fewer).await,
+                        // None of ours to wait for: the pause alone.
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
-                    () = shared.at_most(live.saturating_sub(1)) => {}
+                    () = one_closed => {}
                     () = &mut signal => break,
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
