@@ -319,3 +319,32 @@ async fn read_response_after(s: &mut TcpStream, mut buf: Vec<u8>) -> String {
     let (_, body) = text.split_once("\r\n\r\n").expect("a head");
     body.to_owned()
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_h2_response_finish() {
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let server = serve_fn(move |_req: Request<Incoming>| {
+        let started_tx = started_tx.clone();
+        async move {
+            let (finish, finished) = oneshot::channel::<()>();
+            let _ = started_tx.send(finish);
+            let _ = finished.await;
+            Response::new(Body::from("finished"))
+        }
+    })
+    .await;
+    let shutdown = server.shutdown.clone();
+    let mut send = h2_connect(server.addr).await;
+    let req = Request::get("http://test/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = tokio::spawn(send.send_request(req));
+    let finish = within("the handler", started.recv()).await.unwrap();
+    let stopping = tokio::spawn(server.stop());
+    within("the shutdown", shutdown.triggered()).await;
+    finish.send(()).unwrap();
+    let res = within("the response", response).await.unwrap().unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "finished");
+    within("the server to stop", stopping).await.unwrap();
+}
