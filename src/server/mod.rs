@@ -24,6 +24,7 @@
 
 mod accept;
 mod conn;
+mod driver;
 
 use std::future::Future;
 use std::net::SocketAddr;
