@@ -118,9 +118,13 @@ async fn slow_header_clients_are_closed_while_a_good_client_is_served() {
     for _ in 0..SLOW {
         let mut s = TcpStream::connect(addr).await.unwrap();
         slow.spawn(async move {
-            s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ")
+            // On a slow machine the server may have closed it already.
+            if s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ")
                 .await
-                .unwrap();
+                .is_err()
+            {
+                return;
+            }
             let mut buf = [0u8; 64];
             loop {
                 tokio::select! {
