@@ -117,6 +117,10 @@
 //! | a duration too long to add to now (`Duration::MAX`) | never |
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
+//! | server header read timeout | 30 s ([`server::DEFAULT_HEADER_READ_TIMEOUT`]) |
+//! | server idle (keep-alive) timeout | 75 s ([`server::DEFAULT_IDLE_TIMEOUT`]) |
+//! | server open connections | 25,000 ([`server::DEFAULT_MAX_CONNECTIONS`]) |
+//! | server HTTP/2 streams per connection | 100 ([`server::DEFAULT_MAX_CONCURRENT_STREAMS`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
 //! | park: jobs in a store (running + finished), running jobs per client | 10,000, 100 (see [`park`]) |
 //! | park: bytes of stored results in all, per client, per result | 64 MiB, 16 MiB, 1 MiB |

@@ -724,7 +724,6 @@ async fn one_client_at_its_job_cap_gets_429_while_another_still_parks() {
 // (the server's `RemoteAddr`), with no key from the application.
 #[cfg(target_os = "linux")] // all of 127.0.0.0/8 is local there
 #[tokio::test]
-#[ignore = "needs server::Server to put RemoteAddr in request extensions (branch `server`)"]
 async fn clients_at_different_addresses_have_caps_of_their_own() {
     let jobs = JobServer::start(Store::builder().max_jobs_per_client(1).build()).await;
     let a: std::net::IpAddr = [127, 0, 0, 2].into();

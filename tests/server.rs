@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use delayed_response::server::Server;
+use delayed_response::server::{RemoteAddr, Server};
 use delayed_response::{Body, DelayedResponse, Heartbeat, Shutdown};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty};
@@ -132,5 +132,219 @@ async fn held_responses_end_when_the_server_shuts_down() {
     let res = read_response(&mut s).await;
     assert_eq!(res.status, 503);
     assert!(res.header("retry-after").is_some());
+    within("the server to stop", stopping).await.unwrap();
+}
+
+#[tokio::test]
+async fn every_request_carries_the_client_address() {
+    let server = serve_fn(|req: Request<Incoming>| async move {
+        let addr = req
+            .extensions()
+            .get::<RemoteAddr>()
+            .map(|a| a.0.to_string());
+        Response::new(Body::from(addr.unwrap_or_default()))
+    })
+    .await;
+    // HTTP/1.1
+    let mut s = get(server.addr, "/").await;
+    let local = s.local_addr().unwrap();
+    assert_eq!(read_response(&mut s).await.text(), local.to_string());
+    // h2c
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let local = tcp.local_addr().unwrap();
+    let mut send = h2_handshake(tcp).await;
+    let req = Request::get("http://test/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let res = within("the h2c response", send.send_request(req))
+        .await
+        .unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, local.to_string());
+    server.stop().await;
+}
+
+/// Reads until the peer closes; `true` if it did (EOF or reset).
+async fn closed_by_server(s: &mut TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_and_slow_header_connections_at_once() {
+    // Regression (issue 9): one client sending a header byte by byte held
+    // up a graceful shutdown for the whole grace period.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+        Ok::<_, std::convert::Infallible>(Response::new(Body::from("hi")))
+    });
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    // Far longer than the test's patience: the server must not wait it out.
+    let server = tokio::spawn(Server::new().grace_period(Duration::from_secs(600)).serve(
+        listener,
+        service,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    // Idle after one request (keep-alive).
+    let mut idle = send_raw(addr, "GET / HTTP/1.1\r\nHost: test\r\n\r\n").await;
+    let mut buf = Vec::new();
+    read_until(&mut idle, &mut buf, b"hi").await;
+    // Half a request head.
+    let mut slow = send_raw(addr, "GET / HTTP/1.1\r\nHost: te").await;
+    // Silent since its connect; the request above proves it was accepted.
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut probe = get(addr, "/").await;
+    read_response(&mut probe).await;
+
+    stop_tx.send(()).unwrap();
+    within("serve to return before its grace period", server)
+        .await
+        .unwrap()
+        .unwrap();
+    for (name, s) in [
+        ("idle", &mut idle),
+        ("slow", &mut slow),
+        ("silent", &mut silent),
+    ] {
+        assert!(within(name, closed_by_server(s)).await, "{name} still open");
+    }
+}
+
+#[tokio::test]
+async fn a_handle_whose_result_has_begun_finishes_after_shutdown() {
+    // Regression (issue 9): a transfer already streaming was cut at once on
+    // SIGINT instead of being given the grace period.
+    let (completions_tx, mut completions) = mpsc::unbounded_channel();
+    let server = serve_fn(move |req: Request<Incoming>| {
+        let (res, completion) = DelayedResponse::for_request(&req)
+            .heartbeat(Heartbeat::every(Duration::from_secs(60)))
+            .handle();
+        let _ = completions_tx.send(completion);
+        res
+    })
+    .await;
+    let shutdown = server.shutdown.clone();
+    let mut s = get(server.addr, "/").await;
+    let completion = within("the handler", completions.recv()).await.unwrap();
+    completion.write("first ").unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, b"first ").await;
+    completion.begin_result();
+
+    let stopping = tokio::spawn(server.stop());
+    within("the shutdown", shutdown.triggered()).await;
+    completion.write("second ").unwrap();
+    read_until(&mut s, &mut buf, b"second ").await;
+    assert!(completion.end("last"));
+    read_until(&mut s, &mut buf, b"last\r\n0\r\n\r\n").await;
+    assert_eq!(completion.abort_reason(), None);
+    within("the server to stop", stopping).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_waiting_handle_ends_at_once_on_shutdown_even_after_progress_writes() {
+    let (completions_tx, mut completions) = mpsc::unbounded_channel();
+    let server = serve_fn(move |req: Request<Incoming>| {
+        let (res, completion) = DelayedResponse::for_request(&req)
+            .heartbeat(Heartbeat::every(Duration::from_secs(60)))
+            .handle();
+        let _ = completions_tx.send(completion);
+        res
+    })
+    .await;
+    let mut s = get(server.addr, "/").await;
+    let completion = within("the handler", completions.recv()).await.unwrap();
+    completion.write("progress ").unwrap();
+    let mut buf = Vec::new();
+    read_until(&mut s, &mut buf, b"progress ").await;
+
+    let stopping = tokio::spawn(server.stop());
+    let reason = within("the abort", completion.aborted()).await;
+    assert_eq!(reason, delayed_response::AbortReason::Shutdown);
+    let res = within("the connection to close", closed_by_server(&mut s)).await;
+    assert!(res);
+    within("the server to stop", stopping).await.unwrap();
+}
+
+#[cfg(feature = "pipe")]
+#[tokio::test]
+async fn shutdown_lets_a_pipe_transfer_in_progress_finish() {
+    // Regression (issue 9): on SIGINT a transfer in progress was cut at once.
+    use tokio::io::AsyncWriteExt;
+    let server = serve(delayed_response::pipe::Pipe::builder().build()).await;
+    let shutdown = server.shutdown.clone();
+    let addr = server.addr;
+    let mut sender = send_raw(
+        addr,
+        "POST / HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: 12\r\n\r\n",
+    )
+    .await;
+    let mut sent = Vec::new();
+    read_until(&mut sender, &mut sent, b"\n\r\n").await;
+    let text = String::from_utf8_lossy(&sent).into_owned();
+    let url = &text[text.find("http://").expect("a URL line")..];
+    let id = url.split('\n').next().unwrap().rsplit('/').next().unwrap();
+    let mut receiver = get(addr, &format!("/{id}")).await;
+    sender.write_all(b"first ").await.unwrap();
+    let mut received = Vec::new();
+    read_until(&mut receiver, &mut received, b"first ").await;
+
+    let stopping = tokio::spawn(server.stop());
+    within("the shutdown", shutdown.triggered()).await;
+    sender.write_all(b"second").await.unwrap();
+    let res = read_response_after(&mut receiver, received).await;
+    assert_eq!(res, "first second");
+    read_until(&mut sender, &mut sent, b"done: 12 bytes").await;
+    within("the server to stop", stopping).await.unwrap();
+}
+
+/// The body of a `Content-Length` response whose first bytes are in `buf`.
+#[cfg(feature = "pipe")]
+async fn read_response_after(s: &mut TcpStream, mut buf: Vec<u8>) -> String {
+    use tokio::io::AsyncReadExt;
+    within("the whole download", async {
+        let _ = s.read_to_end(&mut buf).await;
+    })
+    .await;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (_, body) = text.split_once("\r\n\r\n").expect("a head");
+    body.to_owned()
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_in_flight_h2_response_finish() {
+    let (started_tx, mut started) = mpsc::unbounded_channel();
+    let server = serve_fn(move |_req: Request<Incoming>| {
+        let started_tx = started_tx.clone();
+        async move {
+            let (finish, finished) = oneshot::channel::<()>();
+            let _ = started_tx.send(finish);
+            let _ = finished.await;
+            Response::new(Body::from("finished"))
+        }
+    })
+    .await;
+    let shutdown = server.shutdown.clone();
+    let mut send = h2_connect(server.addr).await;
+    let req = Request::get("http://test/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let response = tokio::spawn(send.send_request(req));
+    let finish = within("the handler", started.recv()).await.unwrap();
+    let stopping = tokio::spawn(server.stop());
+    within("the shutdown", shutdown.triggered()).await;
+    finish.send(()).unwrap();
+    let res = within("the response", response).await.unwrap().unwrap();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "finished");
     within("the server to stop", stopping).await.unwrap();
 }

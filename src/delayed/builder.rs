@@ -270,9 +270,10 @@ impl DelayedResponse {
         self
     }
 
-    /// Listens to `shutdown`: when it is triggered, a held response ends (503
-    /// before its head, an abnormal end after), and the abort reason is
-    /// [`AbortReason::Shutdown`].
+    /// Listens to `shutdown`: when it is triggered, a held response still
+    /// waiting for its result ends (503 before its head, an abnormal end
+    /// after), and the abort reason is [`AbortReason::Shutdown`]. A result
+    /// already streaming is left to finish (see [`Shutdown`]).
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
         self.cfg().shutdown = Some(shutdown);
         self

@@ -55,6 +55,8 @@ struct State {
     max_buffered: usize,
     end: Option<Reply>,
     ended: bool,
+    /// See [`Completion::begin_result`].
+    result_begun: bool,
     completions: usize,
     waker: Option<Waker>,
 }
@@ -73,6 +75,7 @@ impl Shared {
                 max_buffered,
                 end: None,
                 ended: false,
+                result_begun: false,
                 completions: 1,
                 waker: None,
             }),
@@ -82,6 +85,10 @@ impl Shared {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         crate::http::lock(&self.state)
+    }
+
+    pub(crate) fn result_begun(&self) -> bool {
+        self.lock().result_begun
     }
 
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
@@ -149,6 +156,18 @@ impl Completion {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Says that the result has begun: what is written from now on is the
+    /// result itself (a transfer in progress), not progress made while
+    /// waiting for it.
+    ///
+    /// It matters only on server shutdown: a response still waiting ends at
+    /// once, while one whose result has begun is left to finish, within the
+    /// server's grace period (see [`Shutdown`](crate::Shutdown)). Heartbeats
+    /// go on filling the silences between writes either way.
+    pub fn begin_result(&self) {
+        self.shared.lock().result_begun = true;
     }
 
     /// Ends the response with `result`, rendered by the rules of [`Reply`].

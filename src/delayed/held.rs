@@ -129,7 +129,12 @@ impl Held {
         if let Some(shutdown) = t.shutdown.as_mut().as_pin_mut() {
             if shutdown.poll(cx).is_ready() {
                 t.shutdown.set(None);
-                return Poll::Ready(Event::Shutdown);
+                // A handle whose result has begun (a transfer in progress)
+                // is left to the server's grace period; see `Shutdown`.
+                let begun = matches!(&self.source, Source::Handle(shared) if shared.result_begun());
+                if !begun {
+                    return Poll::Ready(Event::Shutdown);
+                }
             }
         }
         if let Some(deadline) = t.deadline.as_mut().as_pin_mut() {

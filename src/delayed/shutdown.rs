@@ -1,4 +1,6 @@
-//! The server-wide shutdown signal that held responses listen to.
+//! The server-wide shutdown signal that held responses listen to, and how a
+//! held response reacts to it: one still waiting for its result ends at once,
+//! one whose result is streaming is left to the server's grace period.
 
 use tokio_util::sync::CancellationToken;
 
@@ -11,11 +13,20 @@ use tokio_util::sync::CancellationToken;
 /// [`DelayedResponse::shutdown`](crate::DelayedResponse::shutdown), and trigger
 /// it before waiting for connections to drain.
 ///
-/// When it is triggered, a held response that has not sent its head answers
-/// `503 Service Unavailable`; one that has ends its body abnormally (the
-/// client sees a cut response and may retry). Either way the abort hook and
-/// [`Completion::aborted`](crate::Completion::aborted) report
+/// When it is triggered, a held response that is still *waiting* for its
+/// result (heartbeats, progress writes) ends at once: if it has not sent its
+/// head it answers `503 Service Unavailable`, else its body ends abnormally
+/// (the client sees a cut response and may retry). Either way the abort hook
+/// and [`Completion::aborted`](crate::Completion::aborted) report
 /// [`AbortReason::Shutdown`](crate::AbortReason::Shutdown), never a client abort.
+///
+/// A response whose result is already *streaming* is not cut: a streamed
+/// result of [`start`](crate::DelayedResponse::start) or
+/// [`poll`](crate::DelayedResponse::poll), any rendered result of a handle,
+/// and a handle after [`Completion::begin_result`](crate::Completion::begin_result)
+/// (a pipe transfer in progress). Like any in-flight response, it gets the
+/// server's grace period to finish; if the server drops it after that, the
+/// reason reported is still [`AbortReason::Shutdown`](crate::AbortReason::Shutdown).
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {
     token: CancellationToken,

@@ -581,6 +581,8 @@ impl Inner {
             tapped,
         } = *upload;
         drop(tapped);
+        // The transfer is the sender's result: a shutdown lets it finish.
+        completion.begin_result();
         tracing::debug!(%id, "pipe socket connected");
         hooks.connected(&socket);
         let mut transfer =
