@@ -118,6 +118,7 @@
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
+//! | signal open streams, open swarms, POST rate, per client | 64, 16, no limit (see [`signal`]) |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
