@@ -39,8 +39,13 @@ async fn main() {
     let addr = common::addr_arg("signal_server", ABOUT);
     common::init_tracing();
     let listener = common::listen(addr).await;
+    // Per client (here its address; behind a proxy, put a
+    // `delayed_response::limit::ClientKey` in each request's extensions):
+    // at most 64 open streams and 16 open swarms, then 429 + Retry-After.
     let signal = signal::Service::builder()
         .keep_alive(Duration::from_secs(15))
+        .max_peers_per_client(signal::DEFAULT_MAX_PEERS_PER_CLIENT)
+        .max_swarms_per_client(signal::DEFAULT_MAX_SWARMS_PER_CLIENT)
         .build();
     if let Err(e) = server::serve(listener, signal, common::ctrl_c()).await {
         eprintln!("server error: {e}");

@@ -122,6 +122,7 @@
 //! | server open connections | 25,000 ([`server::DEFAULT_MAX_CONNECTIONS`]) |
 //! | server HTTP/2 streams per connection | 100 ([`server::DEFAULT_MAX_CONCURRENT_STREAMS`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
+//! | signal open streams, open swarms, POST rate, per client | 64, 16, no limit (see [`signal`]) |
 //! | park: jobs in a store (running + finished), running jobs per client | 10,000, 100 (see [`park`]) |
 //! | park: bytes of stored results in all, per client, per result | 64 MiB, 16 MiB, 1 MiB |
 //!

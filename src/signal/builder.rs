@@ -15,6 +15,14 @@ pub const DEFAULT_BODY_LIMIT: usize = 10 * 1024;
 /// The default [`peer_queue_bytes`](Builder::peer_queue_bytes): 64 KiB.
 pub const DEFAULT_PEER_QUEUE_BYTES: usize = 64 * 1024;
 
+/// The default [`max_peers_per_client`](Builder::max_peers_per_client): 64
+/// open streams.
+pub const DEFAULT_MAX_PEERS_PER_CLIENT: usize = 64;
+
+/// The default [`max_swarms_per_client`](Builder::max_swarms_per_client): 16
+/// open swarms.
+pub const DEFAULT_MAX_SWARMS_PER_CLIENT: usize = 16;
+
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
     pub(crate) body_limit: usize,
@@ -22,6 +30,10 @@ pub(crate) struct Config {
     pub(crate) peer_queue_bytes: usize,
     pub(crate) max_peers: Option<usize>,
     pub(crate) max_swarms: Option<usize>,
+    pub(crate) max_peers_per_client: usize,
+    pub(crate) max_swarms_per_client: usize,
+    /// Signals a second per client, and the burst.
+    pub(crate) signal_rate_per_client: Option<(f64, u32)>,
     pub(crate) envelope: bool,
     pub(crate) echo: bool,
     pub(crate) allow_origin: Option<HeaderValue>,
@@ -35,6 +47,9 @@ impl Default for Config {
             peer_queue_bytes: DEFAULT_PEER_QUEUE_BYTES,
             max_peers: None,
             max_swarms: None,
+            max_peers_per_client: DEFAULT_MAX_PEERS_PER_CLIENT,
+            max_swarms_per_client: DEFAULT_MAX_SWARMS_PER_CLIENT,
+            signal_rate_per_client: None,
             envelope: true,
             echo: true,
             allow_origin: None,
@@ -90,6 +105,67 @@ impl Builder {
     /// The most open swarms; one more `GET /` gets `503`.
     pub fn max_swarms(mut self, swarms: usize) -> Self {
         self.config.max_swarms = Some(swarms);
+        self
+    }
+
+    /// The most streams one client may hold open at once, over every swarm,
+    /// as initiator or joiner (default 64,
+    /// [`DEFAULT_MAX_PEERS_PER_CLIENT`]). Past it, its next `GET` gets `429
+    /// Too Many Requests` with `Retry-After: 5`, while other clients go on.
+    ///
+    /// A client is told apart by [`ClientKey`]: the application's key in
+    /// the request's extensions, else the peer's address (see
+    /// [`limit`](crate::limit)); behind a reverse proxy, supply a
+    /// [`ClientKey`], or every peer is one client. A stream counts from its
+    /// `connect` event until it is over for any reason (the client left, its
+    /// swarm closed, it was too slow and its connection ended, shutdown).
+    /// `usize::MAX` for no cap.
+    ///
+    /// [`ClientKey`]: crate::limit::ClientKey
+    pub fn max_peers_per_client(mut self, peers: usize) -> Self {
+        self.config.max_peers_per_client = peers;
+        self
+    }
+
+    /// The most open swarms one client may have created (default 16,
+    /// [`DEFAULT_MAX_SWARMS_PER_CLIENT`]), so that one client cannot fill
+    /// [`max_swarms`](Self::max_swarms). Past it, its next `GET /` gets `429
+    /// Too Many Requests` with `Retry-After: 5`; it may still join swarms,
+    /// and other clients go on creating. A swarm counts until it closes
+    /// (its initiator left). Clients are told apart as for
+    /// [`max_peers_per_client`](Self::max_peers_per_client). `usize::MAX`
+    /// for no cap (each swarm still holds its initiator's stream, so
+    /// [`max_peers_per_client`](Self::max_peers_per_client) bounds it too).
+    pub fn max_swarms_per_client(mut self, swarms: usize) -> Self {
+        self.config.max_swarms_per_client = swarms;
+        self
+    }
+
+    /// A token bucket on each client's `POST`s: `burst` at once (at least
+    /// 1), refilled at `per_second`. Past it, a POST gets `429 Too Many
+    /// Requests` with `Retry-After` (the whole seconds until a token is
+    /// back), before its body is read; other clients are unaffected. Every
+    /// POST counts, sent or refused. Off by default: how fast signals come
+    /// depends on the application (WebRTC's trickled ICE candidates arrive
+    /// in bursts), and one POST costs the server at most
+    /// [`body_limit`](Self::body_limit) and one write per peer, each
+    /// bounded by [`peer_queue_bytes`](Self::peer_queue_bytes). A
+    /// `per_second` that is not a positive, finite number is taken as
+    /// (practically) zero: a client gets its `burst` and then waits.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use delayed_response::signal;
+    ///
+    /// // 10 signals a second per client, bursts of 50.
+    /// let signal = signal::Service::builder()
+    ///     .signal_rate_per_client(10.0, 50)
+    ///     .build();
+    /// # let _ = signal;
+    /// ```
+    pub fn signal_rate_per_client(mut self, per_second: f64, burst: u32) -> Self {
+        self.config.signal_rate_per_client = Some((per_second, burst));
         self
     }
 

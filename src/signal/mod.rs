@@ -7,8 +7,8 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `GET /` | `201`, a `text/event-stream` of a new swarm; this peer is its initiator; `503` at [`max_swarms`](Builder::max_swarms) |
-//! | `GET /{id}` | `200`, a stream joined to swarm `id`; `404` if there is no such swarm; `503` at [`max_peers`](Builder::max_peers) |
+//! | `GET /` | `201`, a `text/event-stream` of a new swarm; this peer is its initiator; `429` at the client's [`max_peers_per_client`](Builder::max_peers_per_client) or [`max_swarms_per_client`](Builder::max_swarms_per_client); `503` at [`max_swarms`](Builder::max_swarms) |
+//! | `GET /{id}` | `200`, a stream joined to swarm `id`; `404` if there is no such swarm; `429` at the client's [`max_peers_per_client`](Builder::max_peers_per_client); `503` at [`max_peers`](Builder::max_peers) |
 //! | `POST /{id}` | sends a `signal` (body: `token`, `data`, optional `cid`); `200 OK` |
 //! | other methods | `405`, `Allow: GET, POST` |
 //! | other paths | `404` |
@@ -59,6 +59,7 @@
 //!
 //! | check | status |
 //! |---|---|
+//! | the client is over its [`signal_rate_per_client`](Builder::signal_rate_per_client) (off by default) | `429`, `Retry-After` |
 //! | path is not `/{id}`, or no such swarm | `404` |
 //! | `Content-Length` over [`body_limit`](Builder::body_limit) | `413` |
 //! | content type neither JSON nor form | `415` |
@@ -73,6 +74,25 @@
 //! A token belongs to one peer: the signal carries that peer's cid as
 //! `from`, and the token dies when its peer leaves.
 //!
+//! # Per-client limits
+//!
+//! Beside each global cap there is one per client, so that one client
+//! cannot fill the service for everyone. A client is a
+//! [`ClientKey`](crate::limit::ClientKey): the application's key in the
+//! request's extensions, else the peer's address (see
+//! [`limit`](crate::limit); behind a reverse proxy, supply a key, or every
+//! peer is one client). A client at its limit gets `429 Too Many Requests`
+//! with `Retry-After`; other clients are unaffected.
+//!
+//! | what | global cap | per client | counts until |
+//! |---|---|---|---|
+//! | open streams (initiators and joiners) | [`max_peers`](Builder::max_peers) per swarm | [`max_peers_per_client`](Builder::max_peers_per_client), over all swarms | the stream is over: the client left, the swarm closed, it was too slow and its connection ended, or shutdown (given back before the initiator's `leave`) |
+//! | open swarms | [`max_swarms`](Builder::max_swarms) | [`max_swarms_per_client`](Builder::max_swarms_per_client), by creator | the swarm closes |
+//! | POSTs | none | [`signal_rate_per_client`](Builder::signal_rate_per_client), a token bucket (off by default) | (a rate) |
+//!
+//! The per-client caps answer `Retry-After: 5`; the rate answers the whole
+//! seconds until the client's next token.
+//!
 //! # Defaults
 //!
 //! | setting | default |
@@ -82,6 +102,9 @@
 //! | [`peer_queue_bytes`](Builder::peer_queue_bytes) | 64 KiB ([`DEFAULT_PEER_QUEUE_BYTES`]) |
 //! | [`max_peers`](Builder::max_peers) | no limit |
 //! | [`max_swarms`](Builder::max_swarms) | no limit |
+//! | [`max_peers_per_client`](Builder::max_peers_per_client) | 64 open streams ([`DEFAULT_MAX_PEERS_PER_CLIENT`]) |
+//! | [`max_swarms_per_client`](Builder::max_swarms_per_client) | 16 open swarms ([`DEFAULT_MAX_SWARMS_PER_CLIENT`]) |
+//! | [`signal_rate_per_client`](Builder::signal_rate_per_client) | off |
 //! | [`envelope`](Builder::envelope) | on: `{"from", "data"}` |
 //! | [`echo`](Builder::echo) | on: a broadcast reaches its sender too |
 //! | [`allow_origin`](Builder::allow_origin) | none: no CORS headers, `OPTIONS` is `405` |
@@ -128,5 +151,8 @@ mod service;
 mod swarm;
 
 pub use crate::http::ResponseFuture;
-pub use builder::{Builder, DEFAULT_BODY_LIMIT, DEFAULT_PEER_QUEUE_BYTES};
+pub use builder::{
+    Builder, DEFAULT_BODY_LIMIT, DEFAULT_MAX_PEERS_PER_CLIENT, DEFAULT_MAX_SWARMS_PER_CLIENT,
+    DEFAULT_PEER_QUEUE_BYTES,
+};
 pub use service::Service;

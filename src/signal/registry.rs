@@ -13,9 +13,15 @@
 //! When a stream is over for any reason (client gone, write failed, shutdown,
 //! or ended by us) the response's outcome hook removes the peer, so there is
 //! no task per peer.
+//!
+//! Per-client caps: a stream holds a [`Permit`] of its client's peer cap
+//! from before its `connect` event until its outcome hook runs, so it is
+//! given back however the stream ends; a swarm holds one of its creator's
+//! swarm cap until it closes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::StatusCode;
 
@@ -24,6 +30,7 @@ use super::id::Id;
 use super::swarm::{peer_event, Outgoing, SendError, Swarm};
 use crate::delayed::{Completion, DelayedResponse, Heartbeat, ResponseFuture};
 use crate::http::lock;
+use crate::limit::{ClientKey, PerClient, Permit, RateLimit};
 use crate::sse::Event;
 
 /// Why a request was turned down; rendered by the service.
@@ -32,6 +39,10 @@ pub(crate) enum Refusal {
     NoSwarm,
     SwarmFull,
     TooManySwarms,
+    /// The client holds `max_peers_per_client` streams.
+    ClientPeers,
+    /// The client's `max_swarms_per_client` swarms are open.
+    ClientSwarms,
     BadToken,
     NoPeer,
     PeerTooSlow,
@@ -45,6 +56,7 @@ impl Refusal {
             Refusal::SwarmFull | Refusal::TooManySwarms | Refusal::NoRandomness => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            Refusal::ClientPeers | Refusal::ClientSwarms => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BadToken => StatusCode::UNAUTHORIZED,
         }
     }
@@ -55,6 +67,8 @@ impl Refusal {
             Refusal::NoSwarm => "no such swarm\n",
             Refusal::SwarmFull => "swarm is full\n",
             Refusal::TooManySwarms => "too many swarms\n",
+            Refusal::ClientPeers => "too many open streams from this client\n",
+            Refusal::ClientSwarms => "too many open swarms from this client\n",
             Refusal::BadToken => "token is not a peer's of this swarm\n",
             Refusal::NoPeer => "no such peer (cid)\n",
             Refusal::PeerTooSlow => "peer was too slow and has been disconnected\n",
@@ -68,14 +82,22 @@ pub(crate) struct Registry {
     /// The keep-alive of every stream, built once.
     heartbeat: Heartbeat,
     swarms: Mutex<HashMap<Id, Arc<Swarm>>>,
+    peers_per_client: Arc<PerClient>,
+    swarms_per_client: Arc<PerClient>,
+    signal_rate: Option<RateLimit>,
 }
 
 impl Registry {
     pub(crate) fn new(config: Config) -> Self {
         Registry {
             heartbeat: Heartbeat::sse(config.keep_alive),
-            config,
             swarms: Mutex::new(HashMap::new()),
+            peers_per_client: PerClient::new(config.max_peers_per_client),
+            swarms_per_client: PerClient::new(config.max_swarms_per_client),
+            signal_rate: config
+                .signal_rate_per_client
+                .map(|(rate, burst)| RateLimit::new(rate, burst)),
+            config,
         }
     }
 
@@ -99,18 +121,44 @@ impl Registry {
         self.find(id).is_some()
     }
 
+    /// Takes a token from `client`'s bucket, if POSTs are rate-limited;
+    /// `Err(wait)` until the next one.
+    pub(crate) fn check_signal_rate(&self, client: &ClientKey) -> Result<(), Duration> {
+        match &self.signal_rate {
+            Some(limit) => limit.check(client),
+            None => Ok(()),
+        }
+    }
+
+    /// One stream of `client`'s cap.
+    fn peer_permit(&self, client: &ClientKey) -> Result<Permit, Refusal> {
+        self.peers_per_client.try_acquire(client).ok_or_else(|| {
+            tracing::debug!(%client, "signal: client at its cap of open streams");
+            Refusal::ClientPeers
+        })
+    }
+
     /// `GET /`: a new swarm whose initiator is this stream. `base` is the
-    /// request's builder (its shutdown signal).
+    /// request's builder (its shutdown signal); `client` is who asks.
     pub(crate) fn create(
         self: &Arc<Self>,
         base: DelayedResponse,
+        client: &ClientKey,
     ) -> Result<ResponseFuture, Refusal> {
+        // The client's own caps first: a client at its cap is told so
+        // (429) even when the service is full too.
+        let peer_permit = self.peer_permit(client)?;
+        let swarm_permit = self.swarms_per_client.try_acquire(client).ok_or_else(|| {
+            tracing::debug!(%client, "signal: client at its cap of open swarms");
+            Refusal::ClientSwarms
+        })?;
         if self.at_swarm_limit(&lock(&self.swarms)) {
             return Err(Refusal::TooManySwarms);
         }
         let (id, cid, token) = (random()?, random()?, random()?);
-        let swarm = Arc::new(Swarm::new(id, cid));
-        let (future, completion) = self.open_stream(base, &swarm, cid, token, StatusCode::CREATED);
+        let swarm = Arc::new(Swarm::new(id, cid, swarm_permit));
+        let (future, completion) =
+            self.open_stream(base, &swarm, cid, token, peer_permit, StatusCode::CREATED);
         lock(&swarm.state).add(cid, token, completion);
         {
             let mut swarms = lock(&self.swarms);
@@ -136,10 +184,13 @@ impl Registry {
         self: &Arc<Self>,
         base: DelayedResponse,
         id: Id,
+        client: &ClientKey,
     ) -> Result<ResponseFuture, Refusal> {
         let swarm = self.find(id).ok_or(Refusal::NoSwarm)?;
+        let permit = self.peer_permit(client)?;
         let (cid, token) = (random()?, random()?);
-        let (future, completion) = self.open_stream(base, &swarm, cid, token, StatusCode::OK);
+        let (future, completion) =
+            self.open_stream(base, &swarm, cid, token, permit, StatusCode::OK);
         let admitted = {
             let mut st = lock(&swarm.state);
             match st.peer_count() {
@@ -164,17 +215,22 @@ impl Registry {
     }
 
     /// A peer's stream, with its `connect` event already queued (which
-    /// commits the head: the client sees the status at once).
+    /// commits the head: the client sees the status at once). The stream
+    /// holds `permit` until it is over.
     fn open_stream(
         self: &Arc<Self>,
         base: DelayedResponse,
         swarm: &Arc<Swarm>,
         cid: Id,
         token: Id,
+        permit: Permit,
         status: StatusCode,
     ) -> (ResponseFuture, Completion) {
         let registry = Arc::downgrade(self);
         let weak_swarm = Arc::downgrade(swarm);
+        // The hook is an `Fn` kept as long as the response's settings, so
+        // the permit is taken out of it rather than dropped with it.
+        let permit = Mutex::new(Some(permit));
         let (future, completion) = base
             .heartbeat(self.heartbeat.clone())
             .max_buffered(self.config.peer_queue_bytes)
@@ -182,6 +238,9 @@ impl Registry {
             .pending_status(status)
             // Runs exactly once, when the stream is over for any reason.
             .on_outcome(move |outcome| {
+                // Given back before `leave` goes out, so a client that sees
+                // its peer's `leave` (or its stream's end) may open another.
+                drop(lock(&permit).take());
                 if let (Some(registry), Some(swarm)) = (registry.upgrade(), weak_swarm.upgrade()) {
                     tracing::debug!(swarm = %swarm.id, %cid, %outcome, "peer stream over");
                     registry.leave(&swarm, cid);

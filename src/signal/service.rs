@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{
@@ -21,9 +22,14 @@ use crate::body::Body;
 use crate::delayed::DelayedResponse;
 use crate::error::BoxError;
 use crate::http::{method_not_allowed, service_impls, text, unbuffered, ResponseFuture};
+use crate::limit::{too_many_requests, ClientKey};
 
 /// The `Content-Type` of every stream.
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream; charset=utf-8");
+
+/// The `Retry-After` of a client at its cap of streams or swarms: when one
+/// of its own streams ends is up to the client, so this is only a pace.
+const CLIENT_CAP_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 /// The signalling service: one registry of swarms, shared by its clones.
 ///
@@ -168,9 +174,10 @@ async fn listen(registry: &Arc<Registry>, route: Route, req: &Parts) -> Response
     }
     // The request's shutdown signal (from `server::serve`) ends the stream.
     let base = DelayedResponse::for_parts(req);
+    let client = ClientKey::from_extensions(&req.extensions);
     let stream = match route {
-        Route::Root => registry.create(base),
-        Route::Swarm(id) => registry.join(base, id),
+        Route::Root => registry.create(base, &client),
+        Route::Swarm(id) => registry.join(base, id, &client),
         Route::Unknown => Err(Refusal::NoSwarm),
         Route::Stray => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
@@ -223,6 +230,11 @@ where
     B: http_body::Body + Send + 'static,
     B::Error: Into<BoxError>,
 {
+    let client = ClientKey::from_extensions(&req.extensions);
+    if let Err(wait) = registry.check_signal_rate(&client) {
+        tracing::debug!(%client, "signal: client over its signal rate");
+        return too_many_requests(wait, "too many signals from this client; slow down\n");
+    }
     let id = match route {
         Route::Swarm(id) if registry.exists(id) => id,
         Route::Swarm(_) | Route::Unknown => return refused(Refusal::NoSwarm),
@@ -270,7 +282,12 @@ fn too_large() -> Response<Body> {
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {
-    text(refusal.status(), refusal.reason())
+    match refusal.status() {
+        StatusCode::TOO_MANY_REQUESTS => {
+            too_many_requests(CLIENT_CAP_RETRY_AFTER, refusal.reason())
+        }
+        status => text(status, refusal.reason()),
+    }
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use super::builder::Config;
 use super::id::Id;
 use super::registry::Refusal;
 use crate::delayed::Completion;
+use crate::limit::Permit;
 use crate::sse::Event;
 
 /// A parsed POST, ready to be checked and delivered.
@@ -56,11 +57,13 @@ pub(super) struct Swarm {
 }
 
 impl Swarm {
-    pub(super) fn new(id: Id, initiator: Id) -> Swarm {
+    /// `permit`: one unit of the creator's `max_swarms_per_client`.
+    pub(super) fn new(id: Id, initiator: Id, permit: Permit) -> Swarm {
         Swarm {
             id,
             state: Mutex::new(SwarmState {
                 open: true,
+                permit: Some(permit),
                 initiator,
                 peers: HashMap::new(),
                 tokens: HashMap::new(),
@@ -72,6 +75,8 @@ impl Swarm {
 pub(super) struct SwarmState {
     /// False once the initiator left: nobody may join or signal any more.
     pub(super) open: bool,
+    /// The creator's swarm permit, given back when the swarm closes.
+    permit: Option<Permit>,
     initiator: Id,
     peers: HashMap<Id, Peer>,
     /// token → cid: a token belongs to exactly one peer.
@@ -98,6 +103,8 @@ impl SwarmState {
     /// caller ends outside the lock.
     pub(super) fn close(&mut self) -> IntoValues<Id, Peer> {
         self.open = false;
+        // Its lock is a leaf: nothing is locked while it is held.
+        drop(self.permit.take());
         self.tokens.clear();
         std::mem::take(&mut self.peers).into_values()
     }

@@ -135,7 +135,11 @@ async fn serve(baseline: bool, http1_only: bool) {
         });
         let _ = server.serve(listener, service, stop).await;
     } else {
-        let _ = server.serve(listener, signal::Service::new(), stop).await;
+        // Every peer comes from 127.0.0.1: one client, so no per-client cap.
+        let signal = signal::Service::builder()
+            .max_peers_per_client(usize::MAX)
+            .build();
+        let _ = server.serve(listener, signal, stop).await;
     }
 }
 
