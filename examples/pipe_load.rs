@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use delayed_response::pipe::Pipe;
+use delayed_response::pipe;
 use delayed_response::{server, Heartbeat};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -88,7 +88,7 @@ where
 async fn serve_pipe(heartbeat_ms: u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
-    let pipe = Pipe::builder()
+    let pipe = pipe::Service::builder()
         .hooks(FrameCount::default())
         .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
         .max_upload_bytes(0)

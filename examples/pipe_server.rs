@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
+use delayed_response::pipe::{self, Cut, DefaultHooks, Hooks, Socket, Stats};
 use delayed_response::{server, Heartbeat};
 
 mod common;
@@ -36,7 +36,7 @@ struct Args {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
-    let mut pipe = Pipe::builder().hooks(Logged);
+    let mut pipe = pipe::Service::builder().hooks(Logged);
     let mut http1_only = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));

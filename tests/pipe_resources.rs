@@ -5,7 +5,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use delayed_response::pipe::Pipe;
+use delayed_response::pipe;
 use delayed_response::Heartbeat;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,7 +42,7 @@ fn post(len: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
-    let pipe = Pipe::builder()
+    let pipe = pipe::Service::builder()
         .heartbeat(Heartbeat::every(Duration::from_millis(40)))
         .ttl(Duration::from_millis(300))
         .max_upload_bytes(1000)
@@ -50,8 +50,13 @@ async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
         .build();
     let server = serve(pipe.clone()).await;
     let addr = server.addr;
-    // Let the server's accept loop settle, then take the baseline.
+    // Let the server's accept loop settle and the registry's sweeper start
+    // (one task per pipe, for good), then take the baseline.
     drain(get(addr, "/AAAAAAAAAAAA").await).await;
+    let (mut tx, id) = open(addr, &post(2)).await;
+    tx.write_all(b"hi").await.unwrap();
+    drain(get(addr, &format!("/{id}")).await).await;
+    drain(tx).await;
     let fds = open_fds();
     let tasks = alive_tasks();
 

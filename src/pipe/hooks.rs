@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::http::text;
 
 /// A socket as the hooks see it.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ pub enum Cut {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use delayed_response::pipe::{Hooks, Pipe, Socket};
+/// use delayed_response::pipe::{self, Hooks, Socket};
 ///
 /// struct Friendly;
 ///
@@ -79,7 +80,7 @@ pub enum Cut {
 ///     }
 /// }
 ///
-/// let pipe = Pipe::builder().hooks(Friendly).build();
+/// let pipe = pipe::Service::builder().hooks(Friendly).build();
 /// # let _ = pipe;
 /// ```
 pub trait Hooks: Send + Sync + 'static {
@@ -199,10 +200,7 @@ pub trait Hooks: Send + Sync + 'static {
 
     /// A method the path does not take. Default: `405` with `Allow`.
     fn method_not_allowed(&self, allow: &'static str) -> Response<Body> {
-        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        res.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allow));
-        res
+        crate::http::method_not_allowed(allow)
     }
 }
 
@@ -211,14 +209,3 @@ pub trait Hooks: Send + Sync + 'static {
 pub struct DefaultHooks;
 
 impl Hooks for DefaultHooks {}
-
-/// A one-line `text/plain` response.
-pub(crate) fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
-    let mut res = Response::new(body.into());
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
-}

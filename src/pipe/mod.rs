@@ -69,10 +69,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use delayed_response::{pipe::Pipe, server};
+//! use delayed_response::{pipe, server};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let pipe = Pipe::builder().ttl(Duration::from_secs(300)).build();
+//! let pipe = pipe::Service::builder().ttl(Duration::from_secs(300)).build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
 //! server::serve(listener, pipe, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -85,11 +85,11 @@
 //! download URL includes the prefix):
 //!
 //! ```
-//! use delayed_response::pipe::Pipe;
+//! use delayed_response::pipe;
 //!
 //! let app: axum::Router = axum::Router::new().nest_service(
 //!     "/pipe",
-//!     Pipe::builder().base_url("https://example.com/pipe").build(),
+//!     pipe::Service::builder().base_url("https://example.com/pipe").build(),
 //! );
 //! # let _ = app;
 //! ```
@@ -102,15 +102,26 @@
 //! transfer is bounded by hyper's connection buffers (plus one frame for
 //! multipart parsing).
 
+mod body;
+mod builder;
+mod headers;
 mod hooks;
 mod ids;
+mod receiver;
 mod registry;
+mod reserve;
+mod routes;
+mod sender;
 mod service;
 mod transfer;
 
+pub use builder::{
+    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING, DEFAULT_TTL,
+};
 pub use hooks::{Cut, DefaultHooks, Hooks, Socket, Stats};
 pub use ids::{IdScheme, RandomIds, RANDOM_ID_LEN};
-pub use service::{
-    Builder, Pipe, PipeFuture, DEFAULT_HEARTBEAT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING,
-    DEFAULT_TTL,
-};
+pub use service::Service;
+
+/// The future of [`Service`]'s `hyper` and `tower` `call`: it never fails,
+/// every problem is an HTTP answer.
+pub use crate::http::ResponseFuture;
