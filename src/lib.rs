@@ -103,6 +103,7 @@ mod error;
 mod http;
 #[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
 mod id;
+pub mod limit;
 #[cfg(feature = "park")]
 pub mod park;
 #[cfg(feature = "pipe")]

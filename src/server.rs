@@ -36,6 +36,12 @@ use tokio::net::TcpListener;
 use crate::delayed::Shutdown;
 use crate::error::BoxError;
 
+/// The peer address of the connection a request came on; [`Server`] puts
+/// it in every request's extensions. Per-client limits key on it (see
+/// [`limit::ClientKey`](crate::limit::ClientKey)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RemoteAddr(pub std::net::SocketAddr);
+
 /// The default [`Server::grace_period`]: 10 seconds.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(10);
 
