@@ -93,6 +93,8 @@ async fn serve_pipe(heartbeat_ms: u64) {
         .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
         .max_upload_bytes(0)
         .max_waiting(1_000_000)
+        // Every idle waiter comes from this one machine.
+        .max_waiting_per_client(usize::MAX)
         .build();
     serve(listener, pipe).await;
 }

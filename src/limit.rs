@@ -15,7 +15,7 @@
 //!    application (an API key, a user id, the first address of a trusted
 //!    `X-Forwarded-For`: only the application knows which proxy to trust);
 //! 2. the peer address that [`server::Server`](crate::server::Server) puts in
-//!    every request's extensions ([`RemoteAddr`](crate::server::RemoteAddr)).
+//!    every request's extensions ([`RemoteAddr`]).
 //!    An IPv6 peer is keyed by its /64 prefix, since one host usually owns a
 //!    whole /64;
 //! 3. otherwise every request shares one key: the per-client cap then acts as

@@ -7,6 +7,8 @@ mod support;
 mod failures;
 #[path = "pipe/lifecycle.rs"]
 mod lifecycle;
+#[path = "pipe/limits.rs"]
+mod limits;
 #[path = "pipe/paused.rs"]
 mod paused;
 #[path = "pipe/reserve.rs"]
@@ -118,6 +120,38 @@ async fn reserve(addr: SocketAddr, headers: &str) -> RawResponse {
     )
     .await;
     read_response(&mut s).await
+}
+
+/// A reservation as `GET /reserve` answers it: the download URL, then the
+/// upload URL (with its secret).
+struct Reserved {
+    id: String,
+    /// The upload URL's path (`/reserve/{id}/{secret}`).
+    upload_path: String,
+}
+
+impl Reserved {
+    fn of(res: &RawResponse) -> Reserved {
+        assert_eq!(res.status, 200, "{res:?}");
+        let text = res.text();
+        let mut lines = text.lines();
+        let download = lines.next().expect("a download URL line");
+        let upload = lines.next().expect("an upload URL line");
+        let id = download.strip_prefix("http://test/").unwrap().to_owned();
+        let upload_path = upload.strip_prefix("http://test").unwrap().to_owned();
+        Reserved { id, upload_path }
+    }
+
+    /// The head of an upload of `len` bytes to `path`.
+    fn upload_head(path: &str, len: usize) -> String {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {len}\r\n\r\n"
+        )
+    }
+
+    fn upload(&self, len: usize) -> String {
+        Self::upload_head(&self.upload_path, len)
+    }
 }
 
 /// Reads a chunked body whose head is in `buf`; true if it ended properly.

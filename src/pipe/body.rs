@@ -219,3 +219,76 @@ impl http_body::Body for Peeked {
         }
     }
 }
+
+/// How a raw upload began.
+pub(crate) enum Start {
+    /// With data: the body, its first frame put back in front.
+    Data(UploadBody),
+    /// It ended without any data.
+    Empty,
+    /// It failed before its first byte.
+    Failed(BoxError),
+}
+
+/// Waits for the upload's first data, so that the receiver is answered
+/// `200` only once there is some, and `502` when the upload fails first.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: a frame read before the future is dropped is lost (the
+/// upload is dropped with it, as the caller does).
+pub(crate) async fn start(mut body: UploadBody) -> Start {
+    if body.is_end_stream() {
+        return Start::Empty;
+    }
+    loop {
+        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+            None => return Start::Empty,
+            Some(Err(e)) => return Start::Failed(e),
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => {
+                    return Start::Data(Box::pin(Peeked {
+                        first: Some(Some(Ok(Frame::data(data)))),
+                        rest: body,
+                    }))
+                }
+                // Empty frames, or trailers (which only end a body).
+                Ok(_) | Err(_) => continue,
+            },
+        }
+    }
+}
+
+/// The whole of an upload whose sender is gone, if all of it had arrived
+/// already: what hyper had read is still in its body channel. `None` when
+/// any part is missing, the body failed, or its length is not `declared`
+/// (the upload's `Content-Length`, when it had one). Never waits.
+///
+/// The frames it read are gone from `body` either way: call it only on an
+/// upload that is dropped when it gives `None`.
+pub(crate) fn salvage(body: &mut UploadBody, declared: Option<u64>) -> Option<UploadBody> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let mut frames: Vec<Result<Frame<Bytes>, BoxError>> = Vec::new();
+    let mut total = 0u64;
+    // hyper's body channel holds a frame or two; the cap keeps a body that
+    // is always ready (not hyper's) from running on.
+    for _ in 0..64 {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    total += data.len() as u64;
+                    frames.push(Ok(Frame::data(data)));
+                }
+            }
+            Poll::Ready(None) => {
+                if declared.is_some_and(|len| len != total) {
+                    return None;
+                }
+                let rest = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+                return Some(Box::pin(rest));
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Pending => return None,
+        }
+    }
+    None
+}

@@ -15,6 +15,10 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
 /// The default [`Builder::max_waiting`]: 10 000 sockets.
 pub const DEFAULT_MAX_WAITING: usize = 10_000;
+/// The default [`Builder::max_waiting_per_client`]: 100 sockets.
+pub const DEFAULT_MAX_WAITING_PER_CLIENT: usize = 100;
+/// The default [`Builder::max_reservations_per_client`]: 100 reservations.
+pub const DEFAULT_MAX_RESERVATIONS_PER_CLIENT: usize = 100;
 /// The default heartbeat interval of a waiting sender: 15 s.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -25,6 +29,8 @@ pub struct Builder {
     pub(super) ttl: Duration,
     pub(super) max_upload_bytes: u64,
     pub(super) max_waiting: usize,
+    pub(super) max_waiting_per_client: usize,
+    pub(super) max_reservations_per_client: usize,
     pub(super) reservations: bool,
     pub(super) required_referer: Option<String>,
     pub(super) heartbeat: Heartbeat,
@@ -39,6 +45,11 @@ impl fmt::Debug for Builder {
             .field("ttl", &self.ttl)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_waiting", &self.max_waiting)
+            .field("max_waiting_per_client", &self.max_waiting_per_client)
+            .field(
+                "max_reservations_per_client",
+                &self.max_reservations_per_client,
+            )
             .field("reservations", &self.reservations)
             .field("required_referer", &self.required_referer)
             .field("heartbeat", &self.heartbeat)
@@ -53,6 +64,8 @@ impl Default for Builder {
             ttl: DEFAULT_TTL,
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             max_waiting: DEFAULT_MAX_WAITING,
+            max_waiting_per_client: DEFAULT_MAX_WAITING_PER_CLIENT,
+            max_reservations_per_client: DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
             reservations: false,
             required_referer: None,
             heartbeat: Heartbeat::every(DEFAULT_HEARTBEAT),
@@ -84,14 +97,35 @@ impl Builder {
     }
 
     /// The most sockets that may wait (reserved or opened, not yet taken) at
-    /// once; past it, new ones get `503`.
+    /// once, all clients together; past it, new ones get `503`.
     pub fn max_waiting(mut self, sockets: usize) -> Self {
         self.max_waiting = sockets;
         self
     }
 
-    /// Turns on `GET /reserve` (a fresh id) and `POST /reserve/{id}` (opens
-    /// it), for browsers that cannot read a streaming POST response.
+    /// The most uploads one client may have waiting for their receivers at
+    /// once; past it, its new ones get `429` with `Retry-After` (from
+    /// [`Hooks::client_limit`](super::Hooks::client_limit)) while other
+    /// clients go on. A client is told apart by
+    /// [`ClientKey`](crate::limit::ClientKey): the application's key in the
+    /// request's extensions, else the peer's address. Default: 100.
+    pub fn max_waiting_per_client(mut self, sockets: usize) -> Self {
+        self.max_waiting_per_client = sockets;
+        self
+    }
+
+    /// The most reservations one client (the one that asked `GET /reserve`)
+    /// may hold at once, opened or not, until they are taken or expire;
+    /// past it, `429` as for [`max_waiting_per_client`](Self::max_waiting_per_client).
+    /// Default: 100.
+    pub fn max_reservations_per_client(mut self, reservations: usize) -> Self {
+        self.max_reservations_per_client = reservations;
+        self
+    }
+
+    /// Turns on `GET /reserve` (a download URL, and an upload URL with a
+    /// secret) and `POST /reserve/{id}/{secret}` (opens it), for browsers
+    /// that cannot read a streaming POST response.
     pub fn reservations(mut self, on: bool) -> Self {
         self.reservations = on;
         self

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, X_CONTENT_TYPE_OPTIONS};
 use http::Response;
 
-use super::body::{Paced, Source, TransferBody};
+use super::body::{start, Paced, Source, Start, TransferBody};
 use super::headers::{raw_content_type, set_download_headers};
 use super::hooks::Cut;
 use super::registry::Tapped;
@@ -21,17 +21,30 @@ impl Inner {
         if !self.cfg.ids.is_valid(id) {
             return hooks.not_found();
         }
-        let upload = match self.registry.tap(id) {
+        let (upload, mut rearm) = match self.registry.tap(id) {
             Tapped::Missing => return hooks.not_found(),
             Tapped::Reserved => return hooks.not_ready(id),
-            Tapped::Taken(upload) => upload,
+            Tapped::Taken(upload, rearm) => (upload, rearm),
         };
         let Upload {
             body,
             boundary,
             completion,
             socket,
+            permit,
         } = *upload;
+        // The sender no longer waits: its client may open another.
+        drop(permit);
+        // An upload that fails before its first byte leaves its reservation
+        // usable (until its TTL): the sender may try again.
+        let mut failed_first = |transfer: &mut Transfer| {
+            transfer.cut(Cut::UploadFailed);
+            if let Some(rearm) = rearm.take() {
+                tracing::debug!(%id, "pipe upload failed first; reservation rearmed");
+                self.registry.rearm(id, rearm);
+            }
+            hooks.upload_failed(transfer.socket())
+        };
         tracing::debug!(%id, "pipe socket connected");
         hooks.connected(&socket);
         let mut transfer =
@@ -43,19 +56,29 @@ impl Inner {
         headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         let (source, content_type, filename) = match boundary {
             None => {
-                if body.is_end_stream() {
-                    // An empty upload: hyper would not poll an empty body.
-                    transfer.finish();
-                    headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
-                    set_download_headers(
-                        headers,
-                        raw_content_type(transfer.socket().content_type.as_deref()).as_deref(),
-                        transfer.socket().filename.as_deref(),
-                    );
-                    return res;
-                }
+                // The head waits for the first byte: a `200` promises data,
+                // and an upload that fails first gets the receiver a `502`.
+                let body = match start(body).await {
+                    Start::Data(body) => body,
+                    Start::Failed(error) => {
+                        tracing::debug!(%id, %error, "pipe upload failed before its first byte");
+                        return failed_first(&mut transfer);
+                    }
+                    Start::Empty => {
+                        transfer.finish();
+                        let headers = res.headers_mut();
+                        headers.insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+                        set_download_headers(
+                            headers,
+                            raw_content_type(transfer.socket().content_type.as_deref()).as_deref(),
+                            transfer.socket().filename.as_deref(),
+                        );
+                        return res;
+                    }
+                };
                 if let Some(len) = transfer.socket().content_length {
-                    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+                    res.headers_mut()
+                        .insert(CONTENT_LENGTH, HeaderValue::from(len));
                 }
                 let socket = transfer.socket();
                 (
@@ -80,10 +103,7 @@ impl Inner {
                     match multipart.next_field().await {
                         Ok(Some(field)) if field.file_name().is_some() => break field,
                         Ok(Some(_)) => continue,
-                        Ok(None) | Err(_) => {
-                            transfer.cut(Cut::UploadFailed);
-                            return hooks.upload_failed(transfer.socket());
-                        }
+                        Ok(None) | Err(_) => return failed_first(&mut transfer),
                     }
                 };
                 let content_type = field.content_type().map(|m| m.to_string());

@@ -9,8 +9,11 @@ pub(super) enum Route<'a> {
     Open {
         filename: Option<&'a str>,
     },
-    /// `POST /reserve/{id}`: opens a reserved socket.
-    OpenReserved(&'a str),
+    /// `POST /reserve/{id}/{secret}`: opens a reserved socket.
+    OpenReserved {
+        id: &'a str,
+        secret: &'a str,
+    },
     /// `GET /reserve`.
     Reserve,
     /// `GET /{id}`: takes a socket.
@@ -42,11 +45,16 @@ impl<'a> Route<'a> {
             if path == "reserve" && get {
                 return Route::Reserve;
             }
-            if let Some(id) = path.strip_prefix("reserve/") {
-                return if id.contains('/') {
+            if let Some(rest) = path.strip_prefix("reserve/") {
+                // The download id alone opens nothing: the upload needs the
+                // secret that only the reserver got.
+                let Some((id, secret)) = rest.split_once('/') else {
+                    return Route::NotFound;
+                };
+                return if secret.contains('/') {
                     Route::NotFound
                 } else if is_upload(method) {
-                    Route::OpenReserved(id)
+                    Route::OpenReserved { id, secret }
                 } else {
                     Route::Method("POST, PUT")
                 };
@@ -84,8 +92,19 @@ mod tests {
         );
         assert_eq!(of(Method::GET, "/abc"), Route::Tap("abc"));
         assert_eq!(of(Method::GET, "/reserve"), Route::Reserve);
-        assert_eq!(of(Method::POST, "/reserve/abc"), Route::OpenReserved("abc"));
-        assert_eq!(of(Method::GET, "/reserve/abc"), Route::Method("POST, PUT"));
+        assert_eq!(
+            of(Method::POST, "/reserve/abc/s3"),
+            Route::OpenReserved {
+                id: "abc",
+                secret: "s3"
+            }
+        );
+        assert_eq!(of(Method::POST, "/reserve/abc"), Route::NotFound);
+        assert_eq!(of(Method::POST, "/reserve/a/b/c"), Route::NotFound);
+        assert_eq!(
+            of(Method::GET, "/reserve/abc/s3"),
+            Route::Method("POST, PUT")
+        );
         assert_eq!(of(Method::GET, "/a/b"), Route::NotFound);
         assert_eq!(of(Method::DELETE, "/"), Route::Method("POST, PUT"));
         assert_eq!(

@@ -10,15 +10,16 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 use tokio::time::Instant;
 
-use super::body::{Peeked, UploadBody};
+use super::body::{salvage, Peeked, UploadBody};
 use super::headers::{declared_length, expects_continue, is_multipart};
-use super::hooks::Socket;
-use super::registry::{Refused, State, WeakRegistry};
+use super::hooks::{ClientLimit, Socket};
+use super::registry::{Left, Refused, State, Ticket, WeakRegistry};
 use super::service::Inner;
 use super::transfer::Upload;
 use crate::body::Body;
 use crate::delayed::{AbortReason, DelayedResponse};
 use crate::http::{unbuffered, TEXT_PLAIN};
+use crate::limit::ClientKey;
 
 /// How many fresh ids are tried before giving up (only a custom id scheme
 /// can collide).
@@ -31,12 +32,14 @@ pub(super) struct Busy;
 type Key = Arc<OnceLock<(String, u64)>>;
 
 impl Inner {
-    /// Inserts `state` under a fresh id, trying again on a collision.
-    /// A waiting upload learns its id and URL on each attempt.
+    /// Inserts `state` (with a reservation's `ticket`) under a fresh id,
+    /// trying again on a collision. A waiting upload learns its id and URL
+    /// on each attempt.
     pub(super) fn insert_fresh(
         &self,
         parts: &Parts,
         mut state: State,
+        mut ticket: Option<Ticket>,
         deadline: Instant,
     ) -> Result<(String, u64), Busy> {
         for _ in 0..ID_ATTEMPTS {
@@ -51,15 +54,16 @@ impl Inner {
                 upload.socket.url = self.url(parts, &id);
                 upload.socket.id.clone_from(&id);
             }
+            let max = self.cfg.max_waiting;
             match self
                 .registry
-                .insert(&id, state, deadline, self.cfg.max_waiting)
+                .insert(&id, state, ticket.take(), deadline, max)
             {
                 Ok(serial) => return Ok((id, serial)),
-                Err(Refused::Taken(back)) => state = back,
-                Err(Refused::Full(state)) => {
+                Err(Refused::Taken(back, t)) => (state, ticket) = (back, t),
+                Err(Refused::Full(state, ticket)) => {
                     // Dropped here, outside the registry's lock.
-                    drop(state);
+                    drop((state, ticket));
                     return Err(Busy);
                 }
             }
@@ -67,12 +71,13 @@ impl Inner {
         Err(Busy)
     }
 
-    /// Opens a socket (a fresh one, or the reservation `reserved`).
+    /// Opens a socket: a fresh one, or the reservation `reserved` (its id
+    /// and the upload secret the request gave).
     pub(super) async fn open(
         self: Arc<Self>,
         parts: Parts,
         body: UploadBody,
-        reserved: Option<String>,
+        reserved: Option<(String, String)>,
         filename: Option<String>,
     ) -> Response<Body> {
         let hooks = self.cfg.hooks.clone();
@@ -97,6 +102,12 @@ impl Inner {
                 Err(_) => return hooks.bad_request("multipart without a boundary"),
             },
             _ => None,
+        };
+        let client = ClientKey::from_extensions(&parts.extensions);
+        let Some(permit) = self.waiting_per_client.try_acquire(&client) else {
+            tracing::debug!(%client, "pipe: client at its cap of waiting uploads");
+            let max = self.waiting_per_client.max();
+            return hooks.client_limit(ClientLimit::Waiting { max });
         };
 
         // The head's headers are added to the response below rather than to
@@ -125,23 +136,30 @@ impl Inner {
                 content_length,
                 query: parts.uri.query().map(str::to_owned),
             },
+            permit: Some(permit),
         });
 
         let (id, serial) = match reserved {
-            Some(id) => {
+            Some((id, secret)) => {
+                // No reservation waits for an upload under this id and
+                // secret; which of the two is wrong is not said.
+                if !self.registry.can_open(&id, &secret) {
+                    return hooks.not_found();
+                }
                 upload.socket.url = self.url(&parts, &id);
                 upload.socket.id.clone_from(&id);
                 // Written before the socket can be taken, so the URL line is
                 // always first.
                 let _ = completion.write(hooks.opened(&upload.socket));
-                match self.registry.open_reserved(&id, upload) {
+                match self.registry.open_reserved(&id, &secret, upload) {
                     Ok(serial) => (id, serial),
+                    // Another upload opened it just now.
                     Err(_) => return hooks.not_found(),
                 }
             }
             None => {
                 let mut socket = upload.socket.clone();
-                match self.insert_fresh(&parts, State::Waiting(upload), self.deadline()) {
+                match self.insert_fresh(&parts, State::Waiting(upload), None, self.deadline()) {
                     Ok((id, serial)) => {
                         // A fresh id is known to nobody until this line is
                         // out, so nothing can take the socket before it is
@@ -169,17 +187,44 @@ impl Inner {
     }
 }
 
-/// The abort hook of a waiting sender's response: the heartbeat write failed
-/// (the sender left) or the server is shutting down. Frees the id; dropping
-/// the upload closes the sender's connection. After a receiver took the
-/// socket, there is nothing left to free.
+/// The abort hook of a sender's response, which fires when the sender left
+/// (a heartbeat write failed, or hyper saw the connection close) or the
+/// server is shutting down. A waiting upload that had arrived whole is kept
+/// for its receiver (a sender that half-closes after its body, as `nc -N`
+/// does, is gone for hyper); any other is dropped, which closes its
+/// connection, and its id is freed, or its reservation rearmed for another
+/// try. On shutdown everything goes. After a receiver took the socket there
+/// is nothing left to do here.
 fn sender_left(registry: WeakRegistry, key: Key) -> impl Fn(AbortReason) + Send + Sync {
     move |reason| {
         let Some((id, serial)) = key.get() else {
             return;
         };
-        let state = registry.remove(id, *serial);
-        tracing::debug!(%id, ?reason, freed = state.is_some(), "pipe sender left");
-        drop(state);
+        let shutdown = reason == AbortReason::Shutdown;
+        let mut spent = None;
+        let left = registry.sender_left(id, *serial, shutdown, |upload| {
+            match salvage(&mut upload.body, upload.socket.content_length) {
+                Some(whole) => {
+                    spent = Some(std::mem::replace(&mut upload.body, whole));
+                    true
+                }
+                None => false,
+            }
+        });
+        drop(spent);
+        // What the registry gives back is dropped here, outside its lock;
+        // dropping the upload closes the sender's connection.
+        match left {
+            Left::Gone => {}
+            Left::Kept => tracing::debug!(%id, "pipe sender left; its whole upload is kept"),
+            Left::Rearmed(upload) => {
+                tracing::debug!(%id, ?reason, "pipe sender left; reservation rearmed");
+                drop(upload);
+            }
+            Left::Freed(upload) => {
+                tracing::debug!(%id, ?reason, "pipe sender left; id freed");
+                drop(upload);
+            }
+        }
     }
 }

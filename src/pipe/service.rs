@@ -14,11 +14,13 @@ use tokio::time::Instant;
 use super::body::UploadBody;
 use super::builder::Builder;
 use super::headers::{percent_decode, url};
+use super::ids::is_secret;
 use super::registry::{Registry, State};
 use super::routes::Route;
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::http::ResponseFuture;
+use crate::limit::PerClient;
 
 /// The ephemeral pipe service (see the [module docs](super)).
 ///
@@ -33,6 +35,9 @@ pub struct Service {
 pub(super) struct Inner {
     pub(super) cfg: Builder,
     pub(super) registry: Registry,
+    /// Per-client caps, beside the registry's global one.
+    pub(super) waiting_per_client: Arc<PerClient>,
+    pub(super) reservations_per_client: Arc<PerClient>,
 }
 
 impl fmt::Debug for Service {
@@ -75,6 +80,8 @@ impl Service {
         });
         Service {
             inner: Arc::new(Inner {
+                waiting_per_client: PerClient::new(cfg.max_waiting_per_client),
+                reservations_per_client: PerClient::new(cfg.max_reservations_per_client),
                 cfg,
                 registry: Registry::new(on_expire),
             }),
@@ -119,12 +126,12 @@ impl Inner {
                 let filename = filename.map(percent_decode);
                 self.clone().open(parts, body, None, filename).await
             }
-            Route::OpenReserved(id) => {
-                if !self.cfg.ids.is_valid(id) {
+            Route::OpenReserved { id, secret } => {
+                if !self.cfg.ids.is_valid(id) || !is_secret(secret) {
                     return hooks.not_found();
                 }
-                let id = id.to_owned();
-                self.clone().open(parts, body, Some(id), None).await
+                let reserved = (id.to_owned(), secret.to_owned());
+                self.clone().open(parts, body, Some(reserved), None).await
             }
             Route::Reserve => self.reserve(&parts),
             Route::Tap(id) => {

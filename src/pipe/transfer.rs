@@ -10,6 +10,7 @@ use super::body::UploadBody;
 use super::hooks::{Cut, Hooks, Socket, Stats};
 use crate::delayed::Completion;
 use crate::error::{Error, Kind};
+use crate::limit::Permit;
 
 /// A sender waiting for its receiver, as kept in the registry.
 pub(crate) struct Upload {
@@ -19,6 +20,9 @@ pub(crate) struct Upload {
     /// The sender's held response.
     pub(crate) completion: Completion,
     pub(crate) socket: Socket,
+    /// One unit of the sender's per-client cap on waiting uploads; given
+    /// back when a receiver takes the socket.
+    pub(crate) permit: Option<Permit>,
 }
 
 /// The sender's side of a running transfer. It ends the sender's response

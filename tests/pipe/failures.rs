@@ -172,3 +172,65 @@ async fn past_max_waiting_new_sockets_get_503() {
     assert_eq!(res.header("retry-after"), Some("5"));
     server.stop().await;
 }
+
+/// A pipe whose heartbeats never come within a test: only the upload itself
+/// can reveal a sender that went away.
+fn slow_heartbeat_pipe() -> Builder {
+    pipe::Service::builder().heartbeat(Heartbeat::every(Duration::from_secs(60)))
+}
+
+// Regression (issue 9.6): a raw upload that failed before its first byte
+// left the receiver without a status line (curl exit 52).
+#[tokio::test]
+async fn a_raw_upload_that_fails_before_its_first_byte_gets_the_receiver_a_502() {
+    let server = serve(slow_heartbeat_pipe().build()).await;
+    let mut sender = open(server.addr, CHUNKED).await;
+    // Not a chunk size: the upload fails at its first bytes.
+    sender.send(b"zz\r\n").await;
+    let res = download(server.addr, &sender.id).await;
+    assert_eq!(res.status, 502, "{res:?}");
+    assert_eq!(res.text(), "the upload failed before any data\n");
+    let (text, _) = sender.finish().await;
+    assert!(
+        text.contains("cut: the upload failed after 0 bytes"),
+        "{text}"
+    );
+    server.stop().await;
+}
+
+// Regression (issue 9.6): a raw upload whose sender closed its connection
+// before sending a byte left the receiver without a status line.
+#[tokio::test]
+async fn a_raw_upload_whose_sender_vanished_before_its_first_byte_is_502_or_404() {
+    let server = serve(slow_heartbeat_pipe().build()).await;
+    let sender = open(server.addr, &post(100, "")).await;
+    let id = sender.id.clone();
+    sender.stream.set_zero_linger().unwrap();
+    drop(sender);
+    let res = download(server.addr, &id).await;
+    // 404 if the pipe noticed first, 502 if the receiver did: never no answer.
+    assert!(res.status == 502 || res.status == 404, "{res:?}");
+    server.stop().await;
+}
+
+// Regression (issue 9.6): a sender that half-closed after a complete body
+// (`nc -N`) lost its upload: the receiver got 404.
+#[tokio::test]
+async fn a_complete_upload_whose_sender_half_closed_is_still_delivered() {
+    let server = serve(slow_heartbeat_pipe().build()).await;
+    let mut sender = open(server.addr, &post(11, "")).await;
+    sender.send(b"hello world").await;
+    sender.stream.shutdown().await.unwrap();
+    // Give the server every chance to see the FIN first.
+    let mut rest = Vec::new();
+    let _ = within(
+        "the sender's response to end",
+        sender.stream.read_to_end(&mut rest),
+    )
+    .await;
+    let res = download(server.addr, &sender.id).await;
+    assert_eq!(res.status, 200, "{res:?}");
+    assert!(res.complete);
+    assert_eq!(res.text(), "hello world");
+    server.stop().await;
+}

@@ -180,12 +180,14 @@ async fn a_slow_receiver_slows_the_sender() {
     const TOTAL: usize = 256 << 20;
     let mut sender = open(server.addr, &post(TOTAL, "")).await;
     let mut rx = get(server.addr, &format!("/{}", sender.id)).await;
+    let block = vec![7u8; 1 << 16];
+    // The receiver's head goes out with the first bytes of the upload.
+    sender.stream.write_all(&block).await.unwrap();
+    let mut written = block.len();
     let mut head = Vec::new();
     read_until(&mut rx, &mut head, b"\r\n\r\n").await;
     // The receiver reads nothing more: the sender must stall long before
     // TOTAL (kernel socket buffers and hyper's bounded buffers only).
-    let block = vec![7u8; 1 << 16];
-    let mut written = 0usize;
     loop {
         let write =
             tokio::time::timeout(Duration::from_millis(300), sender.stream.write_all(&block));

@@ -8,6 +8,10 @@
 //! headers.) Nothing is dropped under the lock either: what leaves the map is
 //! returned, and dropped (or ended) by the caller.
 //!
+//! A slot's serial names its occupant: a fresh socket, or each upload that
+//! opens a reservation. An abort hook that names an occupant that has gone
+//! touches nothing.
+//!
 //! Expiry has one owner, as in mini-redis's `db.rs`: a single sweeper task
 //! per registry, started with the first socket, sleeps until the earliest
 //! deadline of a queue ordered by `(deadline, serial)`, removes what is due,
@@ -16,13 +20,15 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::ids::secret_matches;
 use super::transfer::Upload;
 use crate::http::lock;
+use crate::limit::Permit;
 
 /// What happens to a socket whose deadline passed (called by the sweeper,
 /// outside the lock).
@@ -68,6 +74,9 @@ struct Slot {
     /// with a custom id scheme), so a stale abort hook never removes it.
     serial: u64,
     deadline: Instant,
+    /// `Some` for a reservation, for as long as it lives: opened or not, and
+    /// again after a failed upload.
+    ticket: Option<Ticket>,
     state: State,
 }
 
@@ -78,18 +87,56 @@ pub(crate) enum State {
     Waiting(Box<Upload>),
 }
 
-/// Why [`Registry::insert`] gave the state back.
+/// What a reservation holds: the secret that authorises its upload, and
+/// one unit of its reserver's per-client cap.
+pub(crate) struct Ticket {
+    secret: String,
+    _permit: Option<Permit>,
+}
+
+impl Ticket {
+    pub(crate) fn new(secret: String, permit: Option<Permit>) -> Self {
+        Ticket {
+            secret,
+            _permit: permit,
+        }
+    }
+}
+
+/// A reservation taken out with its upload, kept aside until the upload
+/// has begun, so that an upload that fails first can give it back
+/// ([`Registry::rearm`]).
+pub(crate) struct Rearm {
+    serial: u64,
+    deadline: Instant,
+    ticket: Ticket,
+}
+
+/// What became of a waiting socket whose sender left.
+pub(crate) enum Left {
+    /// Not there any more (taken, expired, or never inserted).
+    Gone,
+    /// Kept: the upload had arrived whole.
+    Kept,
+    /// A reservation again; the failed upload is given back to be dropped.
+    Rearmed(Box<Upload>),
+    /// Removed.
+    Freed(Box<Upload>),
+}
+
+/// Why [`Registry::insert`] gave the state (and ticket) back.
 pub(crate) enum Refused {
     /// The id is in use.
-    Taken(State),
+    Taken(State, Option<Ticket>),
     /// `max` sockets wait already.
-    Full(State),
+    Full(State, Option<Ticket>),
 }
 
 pub(crate) enum Tapped {
     Missing,
     Reserved,
-    Taken(Box<Upload>),
+    /// The upload, and its reservation if it had one.
+    Taken(Box<Upload>, Option<Rearm>),
 }
 
 impl Registry {
@@ -119,6 +166,7 @@ impl Registry {
 
     /// Inserts a new socket under `id` that expires at `deadline`, unless the
     /// id is taken or `max` sockets already wait. Returns its serial.
+    /// A reservation comes with its `ticket`.
     ///
     /// Must be called within a tokio runtime: the first insert starts the
     /// sweeper.
@@ -126,25 +174,63 @@ impl Registry {
         &self,
         id: &str,
         state: State,
+        ticket: Option<Ticket>,
         deadline: Instant,
         max: usize,
     ) -> Result<u64, Refused> {
         let mut slots = lock(&self.shared.slots);
         if slots.map.len() >= max {
-            return Err(Refused::Full(state));
+            return Err(Refused::Full(state, ticket));
         }
         let serial = slots.next_serial;
         match slots.map.entry(id.to_owned()) {
-            Entry::Occupied(_) => return Err(Refused::Taken(state)),
+            Entry::Occupied(_) => return Err(Refused::Taken(state, ticket)),
             Entry::Vacant(v) => {
                 v.insert(Slot {
                     serial,
                     deadline,
+                    ticket,
                     state,
                 });
             }
         }
         slots.next_serial += 1;
+        self.schedule(slots, id, deadline, serial);
+        Ok(serial)
+    }
+
+    /// Puts a reservation back whose upload failed before it began, with
+    /// its serial, deadline and ticket (past the global cap: it was
+    /// counted before). A passed deadline expires it at once.
+    pub(crate) fn rearm(&self, id: &str, rearm: Rearm) {
+        let mut slots = lock(&self.shared.slots);
+        let Rearm {
+            serial,
+            deadline,
+            ticket,
+        } = rearm;
+        match slots.map.entry(id.to_owned()) {
+            // Only a custom id scheme could have reused the id meanwhile.
+            Entry::Occupied(_) => {
+                drop(slots);
+                drop(ticket);
+                return;
+            }
+            Entry::Vacant(v) => {
+                v.insert(Slot {
+                    serial,
+                    deadline,
+                    ticket: Some(ticket),
+                    state: State::Reserved,
+                });
+            }
+        }
+        self.schedule(slots, id, deadline, serial);
+    }
+
+    /// Queues the deadline of the slot just inserted, and starts or wakes
+    /// the sweeper as needed.
+    fn schedule(&self, mut slots: MutexGuard<'_, Slots>, id: &str, deadline: Instant, serial: u64) {
         let key = (deadline, serial);
         let earliest = slots
             .deadlines
@@ -161,17 +247,52 @@ impl Registry {
         } else if earliest {
             self.shared.wake.notify_one();
         }
-        Ok(serial)
     }
 
-    /// Opens the reservation `id` with `upload`. Returns the socket's serial,
-    /// or gives the upload back when `id` is not an open reservation.
-    pub(crate) fn open_reserved(&self, id: &str, upload: Box<Upload>) -> Result<u64, Box<Upload>> {
-        let mut slots = lock(&self.shared.slots);
+    /// Would [`open_reserved`](Self::open_reserved) open `id` with `secret`
+    /// now?
+    pub(crate) fn can_open(&self, id: &str, secret: &str) -> bool {
+        let slots = lock(&self.shared.slots);
+        matches!(
+            slots.map.get(id),
+            Some(Slot {
+                ticket: Some(ticket),
+                state: State::Reserved,
+                ..
+            }) if secret_matches(&ticket.secret, secret)
+        )
+    }
+
+    /// Opens the reservation `id` with `upload`, if `secret` is its upload
+    /// secret (compared in constant time). Returns the socket's serial, or
+    /// gives the upload back when `id` is not a reservation waiting for an
+    /// upload, or the secret is wrong (the caller cannot tell which).
+    ///
+    /// Each upload gets a serial of its own: the abort hook of an earlier
+    /// upload of a rearmed reservation must not touch a later one.
+    pub(crate) fn open_reserved(
+        &self,
+        id: &str,
+        secret: &str,
+        upload: Box<Upload>,
+    ) -> Result<u64, Box<Upload>> {
+        let mut guard = lock(&self.shared.slots);
+        let slots = &mut *guard;
+        let new_serial = slots.next_serial;
         match slots.map.get_mut(id) {
-            Some(slot) if matches!(slot.state, State::Reserved) => {
-                slot.state = State::Waiting(upload);
-                Ok(slot.serial)
+            Some(Slot {
+                serial,
+                deadline,
+                ticket: Some(ticket),
+                state: state @ State::Reserved,
+            }) if secret_matches(&ticket.secret, secret) => {
+                *state = State::Waiting(upload);
+                if let Some(id) = slots.deadlines.remove(&(*deadline, *serial)) {
+                    slots.deadlines.insert((*deadline, new_serial), id);
+                }
+                *serial = new_serial;
+                slots.next_serial += 1;
+                Ok(new_serial)
             }
             _ => Err(upload),
         }
@@ -184,7 +305,19 @@ impl Registry {
             None => Tapped::Missing,
             Some(slot) if matches!(slot.state, State::Reserved) => Tapped::Reserved,
             Some(_) => match slots.remove(id) {
-                Some(State::Waiting(upload)) => Tapped::Taken(upload),
+                Some(Slot {
+                    serial,
+                    deadline,
+                    ticket,
+                    state: State::Waiting(upload),
+                }) => Tapped::Taken(
+                    upload,
+                    ticket.map(|ticket| Rearm {
+                        serial,
+                        deadline,
+                        ticket,
+                    }),
+                ),
                 _ => Tapped::Missing,
             },
         }
@@ -192,14 +325,44 @@ impl Registry {
 }
 
 impl WeakRegistry {
-    /// Removes the socket `serial` under `id`, if it is still there (a
-    /// receiver may have taken it, or the sweeper expired it).
-    pub(crate) fn remove(&self, id: &str, serial: u64) -> Option<State> {
-        let shared = self.0.upgrade()?;
+    /// The sender of the waiting socket `serial` under `id` left. `keep`
+    /// looks at the upload first (under the lock: it must be quick and call
+    /// no user code) and says whether it is worth keeping as it is. If not,
+    /// a reservation is rearmed (its upload may be tried again until its
+    /// TTL) and any other socket is removed, unless `free` is set, which
+    /// removes either.
+    pub(crate) fn sender_left(
+        &self,
+        id: &str,
+        serial: u64,
+        free: bool,
+        keep: impl FnOnce(&mut Upload) -> bool,
+    ) -> Left {
+        let Some(shared) = self.0.upgrade() else {
+            return Left::Gone;
+        };
         let mut slots = lock(&shared.slots);
-        match slots.map.get(id) {
-            Some(slot) if slot.serial == serial => slots.remove(id),
-            _ => None,
+        let Some(slot) = slots.map.get_mut(id).filter(|s| s.serial == serial) else {
+            return Left::Gone;
+        };
+        let State::Waiting(upload) = &mut slot.state else {
+            return Left::Gone;
+        };
+        if !free && keep(upload) {
+            return Left::Kept;
+        }
+        if !free && slot.ticket.is_some() {
+            return match std::mem::replace(&mut slot.state, State::Reserved) {
+                State::Waiting(upload) => Left::Rearmed(upload),
+                State::Reserved => Left::Gone,
+            };
+        }
+        match slots.remove(id) {
+            Some(Slot {
+                state: State::Waiting(upload),
+                ..
+            }) => Left::Freed(upload),
+            _ => Left::Gone,
         }
     }
 }
@@ -219,10 +382,10 @@ impl Drop for Registry {
 
 impl Slots {
     /// Removes `id` and its deadline.
-    fn remove(&mut self, id: &str) -> Option<State> {
+    fn remove(&mut self, id: &str) -> Option<Slot> {
         let slot = self.map.remove(id)?;
         self.deadlines.remove(&(slot.deadline, slot.serial));
-        Some(slot.state)
+        Some(slot)
     }
 }
 
@@ -253,13 +416,13 @@ impl Shared {
                 }
                 if let Some((_, id)) = slots.deadlines.pop_first() {
                     if let Some(slot) = slots.map.remove(&id) {
-                        expired.push(slot.state);
+                        expired.push(slot);
                     }
                 }
             }
         };
-        for state in expired {
-            (self.on_expire)(state);
+        for slot in expired {
+            (self.on_expire)(slot.state);
         }
         next
     }
@@ -282,120 +445,4 @@ async fn sweep(shared: Arc<Shared>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use tokio::sync::mpsc;
-
-    use super::*;
-
-    /// A registry whose expiries are reported on a channel, with the time
-    /// each happened.
-    fn registry() -> (Registry, mpsc::UnboundedReceiver<Instant>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let registry = Registry::new(Box::new(move |_state| {
-            let _ = tx.send(Instant::now());
-        }));
-        (registry, rx)
-    }
-
-    fn alive_tasks() -> usize {
-        tokio::runtime::Handle::current()
-            .metrics()
-            .num_alive_tasks()
-    }
-
-    const SEC: Duration = Duration::from_secs(1);
-
-    #[tokio::test(start_paused = true)]
-    async fn sockets_expire_at_their_deadlines_exactly_in_deadline_order() {
-        let (registry, mut expired) = registry();
-        let t0 = Instant::now();
-        registry
-            .insert("c", State::Reserved, t0 + 30 * SEC, 10)
-            .ok();
-        registry
-            .insert("a", State::Reserved, t0 + 10 * SEC, 10)
-            .ok();
-        registry
-            .insert("b", State::Reserved, t0 + 20 * SEC, 10)
-            .ok();
-        for due in [10, 20, 30] {
-            // Paused time jumps straight to the sweeper's next timer.
-            assert_eq!(expired.recv().await, Some(t0 + due * SEC));
-            assert_eq!(registry.len(), 3 - due as usize / 10);
-        }
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_earlier_deadline_wakes_a_sleeping_sweeper() {
-        let (registry, mut expired) = registry();
-        let t0 = Instant::now();
-        registry
-            .insert("late", State::Reserved, t0 + 600 * SEC, 10)
-            .ok();
-        // Let the sweeper go to sleep until t0 + 600 s.
-        tokio::task::yield_now().await;
-        registry
-            .insert("early", State::Reserved, t0 + 5 * SEC, 10)
-            .ok();
-        assert_eq!(expired.recv().await, Some(t0 + 5 * SEC));
-        assert_eq!(registry.len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_removed_socket_never_expires() {
-        let (registry, mut expired) = registry();
-        let t0 = Instant::now();
-        let serial = registry
-            .insert("gone", State::Reserved, t0 + SEC, 10)
-            .ok()
-            .unwrap();
-        registry
-            .insert("kept", State::Reserved, t0 + 2 * SEC, 10)
-            .ok();
-        assert!(registry.downgrade().remove("gone", serial).is_some());
-        // A stale serial removes nothing.
-        assert!(registry.downgrade().remove("kept", serial).is_none());
-        assert_eq!(expired.recv().await, Some(t0 + 2 * SEC));
-        assert_eq!(registry.len(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn one_sweeper_serves_every_socket_and_stops_with_the_registry() {
-        let (registry, mut expired) = registry();
-        let before = alive_tasks();
-        let t0 = Instant::now();
-        for i in 0..100 {
-            let deadline = t0 + SEC + Duration::from_millis(i);
-            registry
-                .insert(&i.to_string(), State::Reserved, deadline, 1000)
-                .ok();
-        }
-        assert_eq!(alive_tasks(), before + 1);
-        assert_eq!(expired.recv().await, Some(t0 + SEC));
-        let weak = registry.downgrade();
-        drop(registry);
-        // The sweeper wakes, stops, and lets the sockets go.
-        while weak.0.strong_count() > 0 {
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(alive_tasks(), before);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_global_cap_and_taken_ids_refuse_and_give_the_state_back() {
-        let (registry, _expired) = registry();
-        let t0 = Instant::now();
-        assert!(registry.insert("a", State::Reserved, t0 + SEC, 2).is_ok());
-        assert!(matches!(
-            registry.insert("a", State::Reserved, t0 + SEC, 2),
-            Err(Refused::Taken(State::Reserved))
-        ));
-        assert!(registry.insert("b", State::Reserved, t0 + SEC, 2).is_ok());
-        assert!(matches!(
-            registry.insert("c", State::Reserved, t0 + SEC, 2),
-            Err(Refused::Full(State::Reserved))
-        ));
-    }
-}
+mod tests;
