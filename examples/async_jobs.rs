@@ -16,11 +16,16 @@
 //! curl -i -X DELETE http://127.0.0.1:9000/jobs/<id>                         # 204: cancelled
 //! curl -i -X POST -H 'Prefer: respond-async' 'http://127.0.0.1:9000/jobs?work_ms=100'
 //! ```
+//!
+//! Each client (by its address) may have 100 jobs running at once; the next
+//! one gets `429 Too Many Requests` with `Retry-After`, while other clients
+//! go on parking. Results are kept up to 64 MiB in all, 16 MiB per client.
 
 use std::convert::Infallible;
 use std::time::Duration;
 
-use delayed_response::park::{StatusService, Store};
+use delayed_response::limit::ClientKey;
+use delayed_response::park::{self, Store};
 use delayed_response::{server, Body, DelayedResponse, Json};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -28,20 +33,31 @@ use hyper::service::service_fn;
 
 mod common;
 
+const ABOUT: &str = "\
+Async request-reply: POST /jobs answers with the result when the job ends
+within its deadline, else 202 Accepted + Location + Retry-After.
+
+try:
+  curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=300'                   # 200
+  curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=5000&deadline_ms=500'  # 202, Location: /jobs/ID
+  curl -i -H 'Prefer: wait=10' http://127.0.0.1:9000/jobs/ID                 # long-polls for the result
+  curl -i -X DELETE http://127.0.0.1:9000/jobs/ID                            # 204: cancelled";
+
 const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("async_jobs")).await;
+    let listener = common::listen(common::addr_arg("async_jobs", ABOUT)).await;
     let store = Store::builder().base_path("/jobs/").build();
-    let status = StatusService::new(store.clone());
+    let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let store = store.clone();
         let status = status.clone();
         async move {
             let res = if req.uri().path().starts_with("/jobs/") {
-                status.respond(req).await
+                let Ok(res) = status.respond(req).await;
+                res
             } else if req.uri().path() == "/jobs" && req.method() == Method::POST {
                 create(req, store).await
             } else if req.uri().path() == "/jobs" {
@@ -69,9 +85,12 @@ async fn create(req: Request<Incoming>, store: Store) -> Response<Body> {
         Ok(n) => n.unwrap_or(1000),
         Err(reason) => return text(StatusCode::BAD_REQUEST, &reason),
     };
+    // The peer address that `server::serve` records; behind a proxy, put a
+    // `ClientKey` of your own in the request's extensions.
+    let client = ClientKey::from_extensions(req.extensions());
     DelayedResponse::for_request(&req)
         .timeout(Duration::from_millis(deadline_ms))
-        .park(store)
+        .park(store, client)
         .on_outcome(move |outcome| tracing::info!(work_ms, %outcome, "job request answered"))
         .wait(async move {
             tokio::time::sleep(Duration::from_millis(work_ms)).await;
@@ -90,12 +109,15 @@ fn number(query: &str, name: &str) -> Result<Option<u64>, String> {
     else {
         return Ok(None);
     };
+    // Digits only: `u64::from_str` also takes a leading `+`.
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!(
+            "{name} must be a whole number of milliseconds, got {raw:?}\n"
+        ));
+    }
     match raw.parse::<u64>() {
         Ok(v) if v <= MAX_MS => Ok(Some(v)),
-        Ok(_) => Err(format!("{name} must be at most {MAX_MS}\n")),
-        Err(_) => Err(format!(
-            "{name} must be a whole number of milliseconds, got {raw:?}\n"
-        )),
+        _ => Err(format!("{name} must be at most {MAX_MS}\n")),
     }
 }
 

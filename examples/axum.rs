@@ -23,6 +23,13 @@ use delayed_response::{DelayedResponse, Heartbeat, Json};
 
 mod common;
 
+const ABOUT: &str = "\
+DelayedResponse inside axum handlers.
+
+try:
+  curl -i  http://127.0.0.1:9000/report   # 200 if ready within 2 s, else 202
+  curl -iN http://127.0.0.1:9000/export   # long-poll: heartbeats, then the result";
+
 async fn report() -> impl IntoResponse {
     DelayedResponse::new()
         .timeout(Duration::from_secs(2))
@@ -56,7 +63,7 @@ fn app() -> Router {
 #[tokio::main]
 async fn main() {
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("axum")).await;
+    let listener = common::listen(common::addr_arg("axum", ABOUT)).await;
     let serving = axum::serve(listener, app()).with_graceful_shutdown(common::ctrl_c());
     if let Err(e) = serving.await {
         eprintln!("server error: {e}");

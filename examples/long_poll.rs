@@ -28,13 +28,29 @@ use hyper::service::service_fn;
 
 mod common;
 
+const ABOUT: &str = "\
+A demo server for the three ways of waiting: wait (a deadline, then 202),
+start (long-poll with heartbeats) and poll (re-check until ready).
+
+try:
+  curl -i  'http://127.0.0.1:9000/wait?work_ms=200'                  # 200 {\"slept_ms\":200}
+  curl -i  'http://127.0.0.1:9000/wait?work_ms=2000&timeout_ms=500'  # 202 at 0.5 s
+  curl -iN 'http://127.0.0.1:9000/start?work_ms=5000&interval_ms=1000&initial_delay_ms=500'
+  curl -i  'http://127.0.0.1:9000/poll?ready_after_ms=3000&interval_ms=500'
+
+Logs go to stderr (RUST_LOG overrides the INFO filter).";
+
 /// The longest work, interval or deadline a request may ask for.
 const MAX_MS: u64 = 3_600_000;
+
+/// The shortest heartbeat or poll interval a request may ask for: the core's
+/// floor. Each beat wakes the server, and a client must not make it spin.
+const MIN_INTERVAL: Duration = DelayedResponse::DEFAULT_MIN_INTERVAL;
 
 #[tokio::main]
 async fn main() {
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("long_poll")).await;
+    let listener = common::listen(common::addr_arg("long_poll", ABOUT)).await;
     let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
     if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
@@ -94,8 +110,8 @@ async fn wait(req: &Request<Incoming>, q: &Query) -> Result<Response<Body>, Reje
 async fn start(req: &Request<Incoming>, q: &Query) -> Result<Response<Body>, Rejection> {
     let work_ms = q.required("work_ms")?;
     let mut hb = Heartbeat::default();
-    if let Some(i) = q.optional("interval_ms")? {
-        hb = Heartbeat::every(Duration::from_millis(i));
+    if let Some(i) = q.interval("interval_ms")? {
+        hb = Heartbeat::every(i);
     }
     if let Some(d) = q.optional("initial_delay_ms")? {
         hb = hb.after(Duration::from_millis(d));
@@ -109,7 +125,7 @@ async fn start(req: &Request<Incoming>, q: &Query) -> Result<Response<Body>, Rej
 
 async fn poll(req: &Request<Incoming>, q: &Query) -> Result<Response<Body>, Rejection> {
     let ready_after = Duration::from_millis(q.required("ready_after_ms")?);
-    let interval = Duration::from_millis(q.optional("interval_ms")?.unwrap_or(1000));
+    let interval = q.interval("interval_ms")?.unwrap_or(Duration::from_secs(1));
     let started = Instant::now();
     Ok(delayed(req, "poll")
         .json()
@@ -136,13 +152,31 @@ impl Query {
         let Some(raw) = self.get(name) else {
             return Ok(None);
         };
+        // Digits only: `u64::from_str` also takes a leading `+`.
+        if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad(format!(
+                "{name} must be a whole number of milliseconds, got {raw:?}"
+            )));
+        }
         match raw.parse::<u64>() {
             Ok(v) if v <= MAX_MS => Ok(Some(v)),
-            Ok(_) => Err(bad(format!("{name} must be at most {MAX_MS}"))),
-            Err(_) => Err(bad(format!(
-                "{name} must be a whole number of milliseconds, got {raw:?}"
-            ))),
+            _ => Err(bad(format!("{name} must be at most {MAX_MS}"))),
         }
+    }
+
+    /// A heartbeat or poll interval: at least [`MIN_INTERVAL`].
+    fn interval(&self, name: &str) -> Result<Option<Duration>, Rejection> {
+        let Some(ms) = self.optional(name)? else {
+            return Ok(None);
+        };
+        let interval = Duration::from_millis(ms);
+        if interval < MIN_INTERVAL {
+            return Err(bad(format!(
+                "{name} must be at least {}",
+                MIN_INTERVAL.as_millis()
+            )));
+        }
+        Ok(Some(interval))
     }
 
     fn required(&self, name: &str) -> Result<u64, Rejection> {

@@ -119,17 +119,24 @@ fn number(s: &str, name: &str) -> Result<u64, String> {
         .map_err(|_| format!("{name}: not a number: {s:?}"))
 }
 
+const ABOUT: &str = "\
+The ephemeral pipe: an upload is held open and streamed into a later
+download; nothing is stored.
+
+try, in two terminals:
+  curl -T report.tar http://127.0.0.1:9000/   # prints the download URL at once, then waits
+  curl -o report.tar URL                      # streams it; the sender then prints \"done: ...\"
+
+When the sender's output goes to a pipe or a file, add -N (curl -N -T ...):
+curl buffers its output there, and the URL would only show at the end.";
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(args) => args,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("pipe_server: {msg}");
-            }
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+        // `--help`: the usage and how to try it, on stdout, exit 0.
+        Err(msg) if msg.is_empty() => common::help(USAGE, ABOUT),
+        Err(msg) => common::refuse("pipe_server", &msg, USAGE),
     };
     common::init_tracing();
     let listener = common::listen(args.addr).await;

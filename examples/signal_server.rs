@@ -6,7 +6,7 @@
 //! cargo run --example signal_server -- [--addr 127.0.0.1:9000]
 //! ```
 //!
-//! and try (the walk-through in `docs/signal.md` explains each step):
+//! and try (the README's "Walk-through with curl" explains each step):
 //!
 //! ```text
 //! curl -N http://127.0.0.1:9000/                    # 201, event: connect {id, cid, token}
@@ -19,15 +19,27 @@
 
 use std::time::Duration;
 
-use delayed_response::{server, signal::Signal};
+use delayed_response::{server, signal};
 
 mod common;
 
+const ABOUT: &str = "\
+An SSE signalling server (koa-signal's protocol) at /: browsers find each
+other in swarms and exchange signals over Server-Sent Events.
+
+try, in three terminals (-N: show each event as it arrives):
+  curl -N http://127.0.0.1:9000/                    # 201, event: connect {id, cid, token}
+  curl -N http://127.0.0.1:9000/ID                  # 200, joins; the first stream gets event: join
+  curl -d token=TOKEN -d data=hello http://127.0.0.1:9000/ID   # both streams get event: signal
+
+RUST_LOG=delayed_response::signal=debug shows swarms and peers coming and going.";
+
 #[tokio::main]
 async fn main() {
+    let addr = common::addr_arg("signal_server", ABOUT);
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("signal_server")).await;
-    let signal = Signal::builder()
+    let listener = common::listen(addr).await;
+    let signal = signal::Service::builder()
         .keep_alive(Duration::from_secs(15))
         .build();
     if let Err(e) = server::serve(listener, signal, common::ctrl_c()).await {

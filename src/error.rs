@@ -18,9 +18,21 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// really is a failure (for example the body of a long-poll response that timed
 /// out after its head had gone out).
 pub struct Error {
+    // Boxed, as hyper does: an `Error` is one pointer, so the `Result`s and
+    // `Poll`s of every body frame stay small.
+    inner: Box<Inner>,
+}
+
+struct Inner {
     kind: Kind,
     source: Option<BoxError>,
 }
+
+// Errors cross tasks (a body's error goes to hyper's connection task).
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Error>();
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Kind {
@@ -38,8 +50,6 @@ pub(crate) enum Kind {
     Dropped,
     #[error("a limit was exceeded")]
     Limit,
-    #[error("bad request")]
-    BadRequest,
     #[error("i/o error")]
     Io,
     #[error("the response has already ended")]
@@ -48,13 +58,17 @@ pub(crate) enum Kind {
 
 impl Error {
     pub(crate) fn new(kind: Kind) -> Self {
-        Error { kind, source: None }
+        Error {
+            inner: Box::new(Inner { kind, source: None }),
+        }
     }
 
     pub(crate) fn with<E: Into<BoxError>>(kind: Kind, source: E) -> Self {
         Error {
-            kind,
-            source: Some(source.into()),
+            inner: Box::new(Inner {
+                kind,
+                source: Some(source.into()),
+            }),
         }
     }
 
@@ -78,61 +92,56 @@ impl Error {
 
     /// The work returned an error.
     pub fn is_work(&self) -> bool {
-        self.kind == Kind::Work
+        self.inner.kind == Kind::Work
     }
 
     /// The work did not finish before its deadline.
     pub fn is_timeout(&self) -> bool {
-        self.kind == Kind::Timeout
+        self.inner.kind == Kind::Timeout
     }
 
     /// The client disconnected before the response finished.
     pub fn is_aborted(&self) -> bool {
-        self.kind == Kind::Aborted
+        self.inner.kind == Kind::Aborted
     }
 
     /// The server is shutting down.
     pub fn is_shutdown(&self) -> bool {
-        self.kind == Kind::Shutdown
+        self.inner.kind == Kind::Shutdown
     }
 
     /// A body (the work's streamed result, or an upload) failed.
     pub fn is_body(&self) -> bool {
-        self.kind == Kind::Body
+        self.inner.kind == Kind::Body
     }
 
     /// Every [`Completion`](crate::Completion) of a handle was dropped before one
     /// of them ended the response.
     pub fn is_dropped(&self) -> bool {
-        self.kind == Kind::Dropped
+        self.inner.kind == Kind::Dropped
     }
 
     /// A configured limit (bytes, connections, queue size) was exceeded.
     pub fn is_limit(&self) -> bool {
-        self.kind == Kind::Limit
-    }
-
-    /// The client sent something malformed.
-    pub fn is_bad_request(&self) -> bool {
-        self.kind == Kind::BadRequest
+        self.inner.kind == Kind::Limit
     }
 
     /// An I/O error (accepting connections, reading a socket).
     pub fn is_io(&self) -> bool {
-        self.kind == Kind::Io
+        self.inner.kind == Kind::Io
     }
 
     /// The response had already ended (a write or an end after the first end).
     pub fn is_ended(&self) -> bool {
-        self.kind == Kind::Ended
+        self.inner.kind == Kind::Ended
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("delayed_response::Error");
-        d.field("kind", &self.kind);
-        if let Some(source) = &self.source {
+        d.field("kind", &self.inner.kind);
+        if let Some(source) = &self.inner.source {
             d.field("source", source);
         }
         d.finish()
@@ -141,16 +150,17 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.source {
-            Some(source) => write!(f, "{}: {}", self.kind, source),
-            None => fmt::Display::fmt(&self.kind, f),
+        match &self.inner.source {
+            Some(source) => write!(f, "{}: {}", self.inner.kind, source),
+            None => fmt::Display::fmt(&self.inner.kind, f),
         }
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.inner
+            .source
             .as_ref()
             .map(|e| &**e as &(dyn std::error::Error + 'static))
     }
@@ -172,6 +182,11 @@ mod tests {
         assert_eq!(e.to_string(), "the work failed: boom");
         assert!(e.is_work());
         assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn an_error_is_one_pointer() {
+        assert_eq!(std::mem::size_of::<Error>(), std::mem::size_of::<usize>());
     }
 
     #[test]

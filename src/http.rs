@@ -1,9 +1,9 @@
-//! Crate-private plumbing shared by the services (`pipe`, `signal`, `park`,
-//! and the ones to come): one service adapter, the plain answers, a lock
-//! helper and shared header names.
+//! Crate-private plumbing shared by the core and the services (`pipe`,
+//! `signal`, `park`, and the ones to come): one service adapter, the plain
+//! answers, a lock helper, shared header names and `Prefer` parsing.
 //!
 //! Nothing here is public API; the services re-export [`ResponseFuture`] as
-//! their own `module::ResponseFuture`.
+//! their own `module::ResponseFuture`, and `park` re-exports [`Prefer`].
 
 // Each optional module uses a different part of this file; a build with only
 // some features leaves the rest unused.
@@ -15,14 +15,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::header::{HeaderName, HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
-use http::{Response, StatusCode};
+use http::{HeaderMap, Response, StatusCode};
 
 use crate::body::Body;
 
 /// `X-Accel-Buffering`: nginx buffers proxied responses unless told `no`.
 pub(crate) const X_ACCEL_BUFFERING: HeaderName = HeaderName::from_static("x-accel-buffering");
+
+/// `Prefer` (RFC 7240).
+pub(crate) const PREFER: HeaderName = HeaderName::from_static("prefer");
+
+/// `Preference-Applied` (RFC 7240): which preferences were honoured.
+pub(crate) const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-applied");
 
 /// `text/plain; charset=utf-8`.
 pub(crate) const TEXT_PLAIN: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -145,9 +152,134 @@ macro_rules! service_impls {
 #[allow(unused_imports)]
 pub(crate) use service_impls;
 
+/// The preferences of a request that matter to a delayed response: the
+/// `Prefer` header (RFC 7240), as far as async request-reply needs it.
+///
+/// Parsed leniently, as RFC 7240 asks: unknown preferences, parameters and
+/// malformed values are ignored; of repeated preferences the first wins; names
+/// are case-insensitive; several `Prefer` headers are read in order.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use delayed_response::park::Prefer;
+///
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("prefer", "respond-async, wait=10".parse().unwrap());
+/// let prefer = Prefer::from_headers(&headers);
+/// assert!(prefer.respond_async);
+/// assert_eq!(prefer.wait, Some(Duration::from_secs(10)));
+/// ```
+// Public through `park::Prefer`; unreachable in a build without `park`.
+#[allow(unreachable_pub)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Prefer {
+    /// `Prefer: respond-async`: answer 202 with a status URL at once.
+    pub respond_async: bool,
+    /// `Prefer: wait=N`: how long the client is willing to wait, in seconds.
+    pub wait: Option<Duration>,
+}
+
+impl Prefer {
+    /// Reads the `Prefer` headers of a request.
+    #[allow(unreachable_pub)]
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut prefer = Prefer::default();
+        let mut seen_async = false;
+        let mut seen_wait = false;
+        for value in headers.get_all(PREFER) {
+            let Ok(value) = value.to_str() else { continue };
+            for item in value.split(',') {
+                // Parameters after ';' are ignored.
+                let pref = item.split(';').next().unwrap_or("").trim();
+                let (name, val) = match pref.split_once('=') {
+                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                    None => (pref, None),
+                };
+                if name.eq_ignore_ascii_case("respond-async") && !seen_async {
+                    seen_async = true;
+                    prefer.respond_async = true;
+                } else if name.eq_ignore_ascii_case("wait") && !seen_wait {
+                    seen_wait = true;
+                    // Delta-seconds: digits only; anything else is ignored.
+                    if let Some(secs) = val
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|v| v.parse::<u64>().ok())
+                    {
+                        prefer.wait = Some(Duration::from_secs(secs));
+                    }
+                }
+            }
+        }
+        prefer
+    }
+}
+
+/// A `Preference-Applied` value for the preferences that were honoured.
+pub(crate) fn preference_applied(
+    respond_async: bool,
+    wait: Option<Duration>,
+) -> Option<HeaderValue> {
+    let value = match (respond_async, wait) {
+        (false, None) => return None,
+        (true, None) => "respond-async".to_string(),
+        (false, Some(w)) => format!("wait={}", w.as_secs()),
+        (true, Some(w)) => format!("respond-async, wait={}", w.as_secs()),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(v: &str) -> Prefer {
+        let mut h = HeaderMap::new();
+        h.insert("prefer", v.parse().unwrap());
+        Prefer::from_headers(&h)
+    }
+
+    #[test]
+    fn prefer_parses_both_preferences_case_insensitively() {
+        let p = parse("Respond-Async; foo=bar, WAIT=5");
+        assert!(p.respond_async);
+        assert_eq!(p.wait, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn prefer_ignores_malformed_and_unknown_values() {
+        assert_eq!(parse("wait=-1, return=minimal").wait, None);
+        assert_eq!(parse("wait=+5").wait, None);
+        assert_eq!(parse("wait=abc").wait, None);
+        assert_eq!(parse("wait=").wait, None);
+        assert_eq!(parse("wait=99999999999999999999999").wait, None);
+        assert_eq!(parse("wait=\"7\"").wait, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn prefer_keeps_the_first_of_repeated_preferences() {
+        assert_eq!(parse("wait=3, wait=9").wait, Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn prefer_reads_several_headers_in_order() {
+        let mut h = HeaderMap::new();
+        h.append("prefer", "handling=lenient".parse().unwrap());
+        h.append("prefer", "respond-async".parse().unwrap());
+        assert!(Prefer::from_headers(&h).respond_async);
+    }
+
+    #[test]
+    fn preference_applied_lists_what_was_honoured() {
+        assert_eq!(preference_applied(false, None), None);
+        assert_eq!(
+            preference_applied(true, Some(Duration::from_secs(2))).unwrap(),
+            "respond-async, wait=2"
+        );
+        assert_eq!(preference_applied(true, None).unwrap(), "respond-async");
+    }
 
     #[test]
     fn lock_survives_a_poisoned_mutex() {

@@ -24,23 +24,49 @@
 //! # Layout
 //!
 //! - [`delayed`]: the core, [`DelayedResponse`] and its four modes (`wait`,
-//!   `start`, `poll`, `handle`), [`Heartbeat`], [`Reply`] rendering, [`Completion`].
+//!   `start`, `poll`, `handle`), [`Heartbeat`], [`Reply`] rendering,
+//!   [`Completion`], and the one extension point of `wait`,
+//!   [`delayed::OnDeadline`] ("the deadline passed").
 //! - [`Body`]: the response body every part of the crate returns.
 //! - [`Error`]: the one error type, with `is_*` predicates.
 //! - [`server`]: `serve` with TCP_NODELAY, HTTP/1.1 + h2c, and a graceful
 //!   shutdown that ends held responses.
-//! - [`sse`]: Server-Sent Events encoding ([`sse::Event`]) and keep-alive
-//!   comments ([`sse::keep_alive`]).
+//! - [`sse`]: Server-Sent Events encoding ([`sse::Event`]); keep-alive
+//!   comments are [`Heartbeat::sse`].
 //! - [`signal`] (feature `signal`): SSE signalling swarms, koa-signal's
 //!   protocol on the core's heartbeat and abort primitives.
 //! - `pipe` (feature `pipe`): the ephemeral pipe, an upload streamed into a
 //!   later download, nothing stored.
 //! - [`park`] (feature `park`): async request-reply, timed-out work parked
-//!   behind `202 Accepted` + `Location`, and `Prefer` (RFC 7240).
+//!   behind `202 Accepted` + `Location`, and `Prefer` (RFC 7240); an
+//!   [`OnDeadline`](delayed::OnDeadline) hook on the core.
 //! - [`proxy`]: heartbeat and deadline presets for Heroku, AWS ALB, nginx,
 //!   Cloudflare and GCP load balancers.
 //! - `testing` (feature `testing`): a proxy simulator for tests under paused
 //!   time.
+//!
+//! ## Layers
+//!
+//! Each module uses only the modules below it (its `use crate::…` lines), so
+//! there is no import cycle; a service never uses another service.
+//!
+//! | layer | module | may use |
+//! |---|---|---|
+//! | core | `error` | nothing |
+//! | | `body` | `error` |
+//! | | `http` (crate-private: service adapter, plain answers, lock, header names, `Prefer`) | `error`, `body` |
+//! | | `id` (crate-private: CSPRNG ids) | `error` |
+//! | | `delayed` | `error`, `body`, `http` |
+//! | | `sse` | `delayed` |
+//! | | `server` | `error`, `body`, `delayed` |
+//! | | `proxy` | `delayed`, `http` |
+//! | services | `park`, `pipe`, `signal`, `hub` | the core; never one another |
+//! | tools | `testing` | the core |
+//!
+//! The core knows nothing of the services: `park` plugs into `wait` through
+//! [`OnDeadline`](delayed::OnDeadline) (its [`DelayedResponse::park`] is an
+//! inherent method defined in `park`), and the other services build
+//! [`DelayedResponse`]s like any user.
 //!
 //! # Feature flags
 //!
@@ -82,15 +108,18 @@
 //! | setting | default |
 //! |---|---|
 //! | [`DelayedResponse::timeout`] | none |
-//! | heartbeat interval ([`Heartbeat`]) | 15 s ([`Heartbeat::DEFAULT_INTERVAL`]) |
+//! | heartbeat interval ([`Heartbeat`]), SSE keep-alive | 15 s ([`Heartbeat::DEFAULT_INTERVAL`], the one keep-alive default) |
+//! | floor of heartbeat and poll intervals | 10 ms ([`DelayedResponse::DEFAULT_MIN_INTERVAL`]) |
 //! | first heartbeat | after one interval |
 //! | heartbeat bytes | `" "` (JSON whitespace); [`Heartbeat::sse`] uses `":\n\n"` |
 //! | status of an early result | `200 OK` |
 //! | status once the head must go out first | `202 Accepted` |
+//! | a duration too long to add to now (`Duration::MAX`) | never |
 //! | unsent progress bytes per handle | 1 MiB ([`delayed::DEFAULT_MAX_BUFFERED`]) |
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
-//! | SSE keep-alive | 15 s ([`sse::DEFAULT_KEEP_ALIVE`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
+//! | park: jobs in a store (running + finished), running jobs per client | 10,000, 100 (see [`park`]) |
+//! | park: bytes of stored results in all, per client, per result | 64 MiB, 16 MiB, 1 MiB |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).

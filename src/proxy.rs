@@ -38,9 +38,10 @@
 
 use std::time::Duration;
 
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 
 use crate::delayed::{DelayedResponse, Heartbeat};
+use crate::http::X_ACCEL_BUFFERING;
 
 /// The rules of one proxy; see the [module docs](self).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,12 +58,6 @@ pub struct Profile {
     /// Whether the proxy buffers responses unless told not to
     /// (`X-Accel-Buffering: no`).
     pub buffers: bool,
-    /// How the proxy reports a missed first byte (for the simulator).
-    pub first_byte_error: &'static str,
-    /// How the proxy reports a silence past `idle` (for the simulator).
-    pub idle_error: &'static str,
-    /// How the proxy reports a response past `total` (for the simulator).
-    pub total_error: &'static str,
 }
 
 const fn secs(s: u64) -> Option<Duration> {
@@ -78,9 +73,6 @@ impl Profile {
         idle: secs(55),
         total: None,
         buffers: false,
-        first_byte_error: "H12 request timeout",
-        idle_error: "H15 idle connection",
-        total_error: "",
     };
 
     /// AWS Application Load Balancer: 60 s idle timeout (the default), in
@@ -91,9 +83,6 @@ impl Profile {
         idle: secs(60),
         total: None,
         buffers: false,
-        first_byte_error: "504 gateway timeout",
-        idle_error: "connection closed (idle timeout)",
-        total_error: "",
     };
 
     /// nginx as a reverse proxy: `proxy_read_timeout` 60 s (the default)
@@ -105,9 +94,6 @@ impl Profile {
         idle: secs(60),
         total: None,
         buffers: true,
-        first_byte_error: "504 gateway time-out",
-        idle_error: "upstream timed out (truncated response)",
-        total_error: "",
     };
 
     /// Cloudflare's proxy: 100 s without a byte from the origin (error 524).
@@ -117,9 +103,6 @@ impl Profile {
         idle: secs(100),
         total: None,
         buffers: false,
-        first_byte_error: "524 a timeout occurred",
-        idle_error: "524 a timeout occurred",
-        total_error: "",
     };
 
     /// Google Cloud external HTTP(S) load balancer: the backend service
@@ -131,9 +114,6 @@ impl Profile {
         idle: None,
         total: secs(30),
         buffers: false,
-        first_byte_error: "",
-        idle_error: "",
-        total_error: "504 backend timeout",
     };
 
     /// All presets.
@@ -160,7 +140,8 @@ impl Profile {
     /// [`park`](crate::DelayedResponse::park)) where the proxy caps the whole
     /// response: two thirds of the cap.
     pub fn deadline(&self) -> Option<Duration> {
-        self.total.map(|t| whole_secs(t * 2 / 3))
+        // Divided first: `t * 2` overflows for a cap near `Duration::MAX`.
+        self.total.map(|t| whole_secs(t / 3 * 2))
     }
 
     /// Applies the derived settings to `builder`: the heartbeat, the deadline,
@@ -174,10 +155,7 @@ impl Profile {
             builder = builder.timeout(deadline);
         }
         if self.buffers {
-            builder = builder.header(
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            );
+            builder = builder.header(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
         }
         builder
     }
@@ -203,6 +181,14 @@ mod tests {
     fn gcp_gets_a_deadline_not_a_heartbeat() {
         assert_eq!(Profile::GCP_LB.heartbeat(), None);
         assert_eq!(Profile::GCP_LB.deadline(), Some(Duration::from_secs(20)));
+    }
+
+    // Regression: `t * 2 / 3` panicked for a cap near `Duration::MAX`.
+    #[test]
+    fn a_cap_at_the_maximum_gives_a_deadline_without_panicking() {
+        let mut p = Profile::GCP_LB;
+        p.total = Some(Duration::MAX);
+        assert!(p.deadline().unwrap() > Duration::from_secs(1 << 62));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! written to a `text/event-stream` response (for example with
 //! [`Completion::write`](crate::Completion::write)). Keep-alive is a
 //! [`Heartbeat`] of the core that writes the comment line `:\n\n`, which every
-//! `EventSource` ignores: [`keep_alive`] builds one.
+//! `EventSource` ignores: [`Heartbeat::sse`] builds one.
 //!
 //! # Encoding rules
 //!
@@ -26,20 +26,21 @@
 //! # Keep-alive
 //!
 //! Proxies close connections that stay quiet: Heroku after 55 s, AWS ALB and
-//! nginx after 60 s by default, Cloudflare after 100 s. [`DEFAULT_KEEP_ALIVE`]
-//! (15 s) stays well under all of them. A keep-alive write to a client that
+//! nginx after 60 s by default, Cloudflare after 100 s.
+//! [`Heartbeat::DEFAULT_INTERVAL`] (15 s) stays well under all of them. A keep-alive write to a client that
 //! has gone away without a FIN also fails sooner or later, which is how such
 //! clients are found.
 //!
 //! # Examples
 //!
 //! ```
-//! use delayed_response::sse::{self, Event};
+//! use delayed_response::sse::Event;
+//! use delayed_response::Heartbeat;
 //!
 //! let bytes = Event::new().event("signal").data("line 1\nline 2").encode();
 //! assert_eq!(&bytes[..], b"event: signal\ndata: line 1\ndata: line 2\n\n");
 //!
-//! let hb = sse::keep_alive(sse::DEFAULT_KEEP_ALIVE);
+//! let hb = Heartbeat::sse(Heartbeat::DEFAULT_INTERVAL);
 //! assert_eq!(&hb.payload()[..], b":\n\n");
 //! ```
 
@@ -48,17 +49,8 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+#[cfg(doc)]
 use crate::delayed::Heartbeat;
-
-/// The default keep-alive interval: 15 seconds (the same as
-/// [`Heartbeat::DEFAULT_INTERVAL`] and axum's SSE keep-alive).
-pub const DEFAULT_KEEP_ALIVE: Duration = Duration::from_secs(15);
-
-/// A heartbeat that writes the SSE comment `:\n\n` every `interval` (the
-/// first one `interval` after the start). The same as [`Heartbeat::sse`].
-pub fn keep_alive(interval: Duration) -> Heartbeat {
-    Heartbeat::sse(interval)
-}
 
 /// One Server-Sent Event, built field by field and [encoded](Event::encode).
 ///
@@ -260,13 +252,5 @@ mod tests {
             .json_data(&serde_json::json!({"a": "x\ny"}))
             .unwrap();
         assert_eq!(enc(e), "event: signal\ndata: {\"a\":\"x\\ny\"}\n\n");
-    }
-
-    #[test]
-    fn keep_alive_is_an_sse_comment_heartbeat() {
-        let hb = keep_alive(Duration::from_secs(3));
-        assert_eq!(&hb.payload()[..], b":\n\n");
-        assert_eq!(hb.interval(), Duration::from_secs(3));
-        assert_eq!(hb.initial_delay(), Duration::from_secs(3));
     }
 }

@@ -32,6 +32,7 @@ use http_body_util::BodyExt;
 use tokio::time::{timeout_at, Instant};
 
 use crate::body::Body;
+use crate::delayed::instant_after;
 use crate::proxy::Profile;
 
 /// What the client behind the proxy saw.
@@ -53,7 +54,8 @@ pub enum Verdict {
     },
     /// The proxy gave up.
     Failed {
-        /// The proxy's own error (e.g. `H12 request timeout`).
+        /// The proxy's own error (e.g. `H12 request timeout`; see
+        /// [`RouterSim`] for each preset's).
         error: &'static str,
         /// When, from the request.
         after: Duration,
@@ -68,9 +70,54 @@ pub enum Verdict {
 }
 
 /// A proxy between a test and a response; see the [module docs](self).
+///
+/// When the proxy gives up, [`Verdict::Failed`] carries the error it reports:
+///
+/// | preset | first byte too late | silence too long | whole response too long |
+/// |---|---|---|---|
+/// | [`HEROKU`](Profile::HEROKU) | `H12 request timeout` | `H15 idle connection` | — |
+/// | [`AWS_ALB`](Profile::AWS_ALB) | `504 gateway timeout` | `connection closed (idle timeout)` | — |
+/// | [`NGINX`](Profile::NGINX) | `504 gateway time-out` | `upstream timed out (truncated response)` | — |
+/// | [`CLOUDFLARE`](Profile::CLOUDFLARE) | `524 a timeout occurred` | `524 a timeout occurred` | — |
+/// | [`GCP_LB`](Profile::GCP_LB) | — | — | `504 backend timeout` |
+/// | another | `first byte timeout` | `idle timeout` | `response timeout` |
 #[derive(Debug, Clone)]
 pub struct RouterSim {
     profile: Profile,
+}
+
+/// How a proxy reports each of its limits.
+struct Errors {
+    first_byte: &'static str,
+    idle: &'static str,
+    total: &'static str,
+}
+
+impl Errors {
+    /// The errors of the preset named `name` (see [`RouterSim`]).
+    fn of(name: &str) -> Errors {
+        let (first_byte, idle, total) = match name {
+            "heroku" => ("H12 request timeout", "H15 idle connection", ""),
+            "aws-alb" => (
+                "504 gateway timeout",
+                "connection closed (idle timeout)",
+                "",
+            ),
+            "nginx" => (
+                "504 gateway time-out",
+                "upstream timed out (truncated response)",
+                "",
+            ),
+            "cloudflare" => ("524 a timeout occurred", "524 a timeout occurred", ""),
+            "gcp-lb" => ("", "", "504 backend timeout"),
+            _ => ("first byte timeout", "idle timeout", "response timeout"),
+        };
+        Errors {
+            first_byte,
+            idle,
+            total,
+        }
+    }
 }
 
 impl RouterSim {
@@ -86,8 +133,10 @@ impl RouterSim {
         F: Future<Output = Response<Body>>,
     {
         let p = &self.profile;
+        let errors = Errors::of(p.name);
         let t0 = Instant::now();
-        let total_at = p.total.map(|t| t0 + t);
+        // Limits too long to count (`Duration::MAX`) saturate: never.
+        let total_at = p.total.map(|t| instant_after(t0, t));
         let fail = |error, head_sent| Verdict::Failed {
             error,
             after: t0.elapsed(),
@@ -95,8 +144,9 @@ impl RouterSim {
         };
         // The head.
         let (head_at, head_error) = earliest(
-            p.first_byte.map(|d| (t0 + d, p.first_byte_error)),
-            total_at.map(|t| (t, p.total_error)),
+            p.first_byte
+                .map(|d| (instant_after(t0, d), errors.first_byte)),
+            total_at.map(|t| (t, errors.total)),
         );
         let res = match head_at {
             Some(at) => match timeout_at(at, response).await {
@@ -111,8 +161,8 @@ impl RouterSim {
         let mut data = BytesMut::new();
         loop {
             let (limit, error) = earliest(
-                p.idle.map(|d| (last + d, p.idle_error)),
-                total_at.map(|t| (t, p.total_error)),
+                p.idle.map(|d| (instant_after(last, d), errors.idle)),
+                total_at.map(|t| (t, errors.total)),
             );
             let frame = match limit {
                 Some(at) => match timeout_at(at, body.frame()).await {
@@ -161,5 +211,34 @@ fn earliest(
         (Some(a), _) => (Some(a.0), a.1),
         (None, Some(b)) => (Some(b.0), b.1),
         (None, None) => (None, ""),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Regression: `t0 + limit` panicked for a limit near `Duration::MAX`.
+    #[tokio::test(start_paused = true)]
+    async fn limits_at_the_maximum_never_fire() {
+        let mut profile = Profile::HEROKU;
+        profile.first_byte = Some(Duration::MAX);
+        profile.idle = Some(Duration::MAX);
+        profile.total = Some(Duration::MAX);
+        let response = async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Response::new(Body::from("late"))
+        };
+        let verdict = RouterSim::new(profile).run(response).await;
+        assert!(
+            matches!(&verdict, Verdict::Delivered { body, .. } if body == "late"),
+            "{verdict:?}"
+        );
+    }
+
+    #[test]
+    fn another_profile_gets_generic_errors() {
+        assert_eq!(Errors::of("mine").idle, "idle timeout");
+        assert_eq!(Errors::of("heroku").first_byte, "H12 request timeout");
     }
 }

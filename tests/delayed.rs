@@ -735,3 +735,194 @@ async fn shutdown_before_and_after_the_head() {
         delayed_response::AbortReason::Shutdown
     );
 }
+
+// Regression: a `Duration` near the maximum met an `Instant` unchecked and
+// panicked the request ("overflow when adding duration to instant"):
+// `Heartbeat::every(Duration::MAX)`, `.after(Duration::MAX)`,
+// `.timeout(Duration::MAX)`. Such a duration now means "never".
+#[tokio::test(start_paused = true)]
+async fn durations_at_the_maximum_mean_never_instead_of_panicking() {
+    let (ticks, on_tick) = counter();
+    let (response, completion) = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::MAX))
+        .timeout(Duration::MAX)
+        .on_tick(on_tick)
+        .handle();
+    completion.write("progress").unwrap();
+    let res = response.await;
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_secs(86_400 * 365)).await;
+    completion.end("done");
+    let (frames, end) = frames(res.into_body(), Instant::now()).await;
+    assert!(end.is_ok());
+    assert_eq!(text(&frames), "progressdone");
+    assert_eq!(ticks.load(Ordering::SeqCst), 0);
+
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(10 * MS).after(Duration::MAX))
+        .timeout(Duration::MAX)
+        .start(async {
+            after(50).await;
+            "late"
+        })
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = DelayedResponse::new()
+        .timeout(Duration::MAX)
+        .wait(async { "waited" })
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::MAX))
+        .poll(Duration::MAX, || async { Some("polled") })
+        .await;
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "polled");
+}
+
+// Regression: a client could choose a 1 ms heartbeat (`long_poll`'s
+// `/start?interval_ms=0`): 1,000 such connections took two cores to 169 %.
+// Heartbeat and poll intervals have a floor, 10 ms by default.
+#[tokio::test(start_paused = true)]
+async fn heartbeat_intervals_under_the_floor_are_raised_to_it() {
+    let (ticks, on_tick) = counter();
+    let res = DelayedResponse::new()
+        .heartbeat(Heartbeat::every(Duration::ZERO))
+        .on_tick(on_tick)
+        .start(async {
+            after(105).await;
+        })
+        .await;
+    let _ = res.into_body().collect_bytes().await.unwrap();
+    // 1, 11, 21, …, 101 ms: the first beat at its own (1 ms) delay, then
+    // every 10 ms (it was every 1 ms: 105 ticks).
+    assert_eq!(ticks.load(Ordering::SeqCst), 11);
+    assert_eq!(DelayedResponse::DEFAULT_MIN_INTERVAL, 10 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_floor_holds_client_chosen_intervals() {
+    let (ticks, on_tick) = counter();
+    let client_ms = 1;
+    let res = DelayedResponse::new()
+        .min_interval(Duration::from_secs(1))
+        .heartbeat(Heartbeat::every(Duration::from_millis(client_ms)).after(Duration::from_secs(1)))
+        .on_tick(on_tick)
+        .start(async {
+            tokio::time::sleep(Duration::from_millis(3500)).await;
+        })
+        .await;
+    let _ = res.into_body().collect_bytes().await.unwrap();
+    assert_eq!(ticks.load(Ordering::SeqCst), 3);
+
+    let checks = Arc::new(AtomicUsize::new(0));
+    let c = checks.clone();
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .min_interval(100 * MS)
+        .poll(Duration::ZERO, move || {
+            let n = c.fetch_add(1, Ordering::SeqCst);
+            async move { (n == 3).then_some("ready") }
+        })
+        .await;
+    assert_eq!(t0.elapsed(), 300 * MS);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "ready");
+}
+
+// Added: the extension point of `wait`. At the deadline the hook gets the
+// running work; its answer goes out; the work renders as it would in time.
+#[tokio::test(start_paused = true)]
+async fn on_deadline_takes_the_running_work_over() {
+    use delayed_response::delayed::LateWork;
+    let (late_tx, late_rx) = tokio::sync::oneshot::channel();
+    let late_tx = Mutex::new(Some(late_tx));
+    let (outcome, on_outcome) = outcomes();
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .json()
+        .status(StatusCode::CREATED)
+        .timeout(10 * MS)
+        .on_outcome(on_outcome)
+        .on_deadline(move |late: LateWork| {
+            if let Some(tx) = late_tx.lock().unwrap().take() {
+                tokio::spawn(async move {
+                    let _ = tx.send(late.into_response().await);
+                });
+            }
+            let mut res = Response::new(Body::from("later"));
+            *res.status_mut() = StatusCode::ACCEPTED;
+            res
+        })
+        .wait(async {
+            after(50).await;
+            r#"{"late":true}"#
+        })
+        .await;
+    assert_eq!(t0.elapsed(), 10 * MS);
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "later");
+    assert_eq!(*outcome.lock().unwrap(), [Outcome::Timeout]);
+    let late = late_rx.await.unwrap();
+    assert_eq!(t0.elapsed(), 50 * MS);
+    assert_eq!(late.status(), StatusCode::CREATED);
+    assert_eq!(late.headers()["content-type"], "application/json");
+    assert_eq!(
+        late.into_body().collect_bytes().await.unwrap(),
+        r#"{"late":true}"#
+    );
+}
+
+// Added: a hook that drops the late work cancels it.
+#[tokio::test(start_paused = true)]
+async fn dropping_the_late_work_cancels_it() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let res = DelayedResponse::new()
+        .timeout(10 * MS)
+        .on_deadline(|late: delayed_response::delayed::LateWork| {
+            drop(late);
+            Response::new(Body::from("gave up"))
+        })
+        .wait(async move {
+            let _keep = tx;
+            std::future::pending::<()>().await
+        })
+        .await;
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "gave up");
+    assert!(rx.await.is_err());
+}
+
+// Added: a hook may choose each request's deadline and add to an answer
+// given in time.
+#[tokio::test(start_paused = true)]
+async fn an_on_deadline_hook_chooses_the_deadline_and_marks_answers_in_time() {
+    use delayed_response::delayed::{LateWork, OnDeadline};
+
+    struct Short;
+    impl OnDeadline for Short {
+        fn deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
+            timeout.map(|t| t / 2)
+        }
+        fn on_deadline(&self, _late: LateWork) -> Response<Body> {
+            Response::new(Body::from("deadline"))
+        }
+        fn in_time(&self, response: &mut Response<Body>) {
+            response
+                .headers_mut()
+                .insert("x-in-time", http::HeaderValue::from_static("yes"));
+        }
+    }
+
+    let t0 = Instant::now();
+    let res = DelayedResponse::new()
+        .timeout(100 * MS)
+        .on_deadline(Short)
+        .wait(async { after(80).await })
+        .await;
+    assert_eq!(t0.elapsed(), 50 * MS);
+    assert_eq!(res.into_body().collect_bytes().await.unwrap(), "deadline");
+    let res = DelayedResponse::new()
+        .timeout(100 * MS)
+        .on_deadline(Short)
+        .wait(async { after(20).await })
+        .await;
+    assert_eq!(res.headers()["x-in-time"], "yes");
+}

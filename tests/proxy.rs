@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use delayed_response::limit::ClientKey;
 use delayed_response::park::Store;
 use delayed_response::proxy::Profile;
 use delayed_response::testing::{RouterSim, Verdict};
@@ -81,13 +82,17 @@ async fn heroku_fails_with_h15_when_heartbeats_are_too_far_apart() {
 
 #[tokio::test(start_paused = true)]
 async fn without_heartbeats_every_idle_proxy_fails_at_its_limit() {
-    for profile in [Profile::AWS_ALB, Profile::NGINX, Profile::CLOUDFLARE] {
+    for (profile, expected) in [
+        (Profile::AWS_ALB, "504 gateway timeout"),
+        (Profile::NGINX, "504 gateway time-out"),
+        (Profile::CLOUDFLARE, "524 a timeout occurred"),
+    ] {
         let response = DelayedResponse::new()
             .heartbeat(Heartbeat::every(Duration::from_secs(3600)))
             .start(job());
         match RouterSim::new(profile.clone()).run(response).await {
             Verdict::Failed { error, after, .. } => {
-                assert_eq!(error, profile.first_byte_error);
+                assert_eq!(error, expected);
                 assert_eq!(Some(after), profile.first_byte);
             }
             other => panic!("{}: {other:?}", profile.name),
@@ -121,7 +126,7 @@ async fn gcp_preset_parks_and_answers_202_with_a_location_in_time() {
     let store = Store::new();
     let response = Profile::GCP_LB
         .apply(DelayedResponse::new())
-        .park(store.clone())
+        .park(store.clone(), ClientKey::new("gcp"))
         .wait(job());
     match RouterSim::new(Profile::GCP_LB).run(response).await {
         Verdict::Delivered {

@@ -6,7 +6,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use delayed_response::signal::Signal;
+use delayed_response::signal;
 use serde_json::{json, Value};
 use support::sse::SseStream;
 use support::*;
@@ -50,6 +50,12 @@ async fn create(addr: SocketAddr) -> Peer {
 async fn join(addr: SocketAddr, id: &str) -> Peer {
     let mut stream = SseStream::open(addr, &format!("/{id}")).await;
     assert_eq!(stream.status, 200);
+    // A joiner's stream has the same headers as the initiator's.
+    assert_eq!(
+        stream.header("content-type"),
+        Some("text/event-stream; charset=utf-8")
+    );
+    assert_eq!(stream.header("x-accel-buffering"), Some("no"));
     let connect = stream.expect("connect").await;
     assert_eq!(s(&connect, "id"), id);
     Peer {
@@ -84,7 +90,7 @@ async fn get_status(addr: SocketAddr, path: &str, extra: &str) -> RawResponse {
 
 #[tokio::test]
 async fn create_answers_201_with_connect_and_the_swarm_ends_with_its_initiator() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let peer = create(server.addr).await;
     assert_eq!(
@@ -92,6 +98,8 @@ async fn create_answers_201_with_connect_and_the_swarm_ends_with_its_initiator()
         Some("text/event-stream; charset=utf-8")
     );
     assert_eq!(peer.stream.header("cache-control"), Some("no-cache"));
+    // nginx would otherwise buffer the events.
+    assert_eq!(peer.stream.header("x-accel-buffering"), Some("no"));
     // HTTP/2-safe: no connection-specific headers.
     assert_eq!(peer.stream.header("connection"), None);
     assert!(is_id(&peer.id) && is_id(&peer.cid) && is_id(&peer.token));
@@ -107,7 +115,7 @@ async fn create_answers_201_with_connect_and_the_swarm_ends_with_its_initiator()
 
 #[tokio::test]
 async fn joiners_get_connect_and_the_initiator_gets_join_and_leave() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let mut init = create(server.addr).await;
     let j1 = join(server.addr, &init.id).await;
@@ -145,7 +153,7 @@ async fn joiners_get_connect_and_the_initiator_gets_join_and_leave() {
 
 #[tokio::test]
 async fn when_the_initiator_leaves_every_joiner_stream_ends_cleanly() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let mut init = create(server.addr).await;
     let mut joiners = Vec::new();
@@ -175,7 +183,7 @@ async fn when_the_initiator_leaves_every_joiner_stream_ends_cleanly() {
 
 #[tokio::test]
 async fn post_statuses_follow_koa_signal() {
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let addr = server.addr;
     let init = create(addr).await;
     let id = &init.id;
@@ -219,7 +227,7 @@ async fn post_statuses_follow_koa_signal() {
 
 #[tokio::test]
 async fn form_broadcast_reaches_every_peer_and_a_direct_signal_only_its_target() {
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let addr = server.addr;
     let mut init = create(addr).await;
     let mut a = joined(addr, &mut init).await;
@@ -265,7 +273,7 @@ async fn form_broadcast_reaches_every_peer_and_a_direct_signal_only_its_target()
 
 #[tokio::test]
 async fn a_direct_signal_to_a_peer_that_left_is_404() {
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let mut init = create(server.addr).await;
     let a = joined(server.addr, &mut init).await;
     drop(a.stream);
@@ -284,7 +292,7 @@ async fn a_direct_signal_to_a_peer_that_left_is_404() {
 
 #[tokio::test]
 async fn accept_header_refuses_only_when_it_excludes_event_streams() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let res = get_status(server.addr, "/", "Accept: application/json\r\n").await;
     assert_eq!(res.status, 406);
@@ -308,7 +316,7 @@ async fn accept_header_refuses_only_when_it_excludes_event_streams() {
 
 #[tokio::test]
 async fn post_body_errors() {
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let addr = server.addr;
     let init = create(addr).await;
     let path = format!("/{}", init.id);
@@ -335,7 +343,7 @@ async fn post_body_errors() {
 #[tokio::test]
 async fn fix_falsy_but_present_data_is_delivered() {
     // koa-signal bug: `data` of 0, false or "" was "no data" (400).
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let mut init = create(server.addr).await;
     for data in [json!(0), json!(false), json!("")] {
         let res = post_json(
@@ -361,7 +369,7 @@ async fn fix_falsy_but_present_data_is_delivered() {
 async fn fix_prototype_keys_are_unknown_ids_not_server_errors() {
     // koa-signal bug: cids were looked up on a plain object, so
     // `cid=toString` answered 500.
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let init = create(server.addr).await;
     for cid in ["toString", "constructor", "__proto__"] {
         let res = post(
@@ -388,7 +396,7 @@ async fn fix_prototype_keys_are_unknown_ids_not_server_errors() {
 
 #[tokio::test]
 async fn fix_a_left_peers_token_is_revoked() {
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let mut init = create(server.addr).await;
     let a = joined(server.addr, &mut init).await;
     drop(a.stream);
@@ -403,7 +411,7 @@ async fn fix_a_token_is_bound_to_its_peer_and_swarm() {
     // koa-signal bug: any token of the swarm worked and the signal did not
     // say who sent it; here the signal carries the sender's cid, and a token
     // of another swarm is refused.
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let mut one = create(server.addr).await;
     let two = create(server.addr).await;
     let mut a = joined(server.addr, &mut one).await;
@@ -423,7 +431,7 @@ async fn fix_a_token_is_bound_to_its_peer_and_swarm() {
 
 #[tokio::test]
 async fn envelope_off_sends_exactly_the_posted_data() {
-    let server = serve(Signal::builder().envelope(false).build()).await;
+    let server = serve(signal::Service::builder().envelope(false).build()).await;
     let mut init = create(server.addr).await;
     let res = post_json(
         server.addr,
@@ -440,7 +448,7 @@ async fn envelope_off_sends_exactly_the_posted_data() {
 
 #[tokio::test]
 async fn echo_off_keeps_a_broadcast_from_its_sender() {
-    let server = serve(Signal::builder().echo(false).build()).await;
+    let server = serve(signal::Service::builder().echo(false).build()).await;
     let mut init = create(server.addr).await;
     let mut a = joined(server.addr, &mut init).await;
     post_json(
@@ -467,7 +475,7 @@ async fn echo_off_keeps_a_broadcast_from_its_sender() {
 async fn fix_idle_streams_get_keep_alive_comments() {
     // koa-signal sent nothing while idle, so proxies closed its streams.
     let server = serve(
-        Signal::builder()
+        signal::Service::builder()
             .keep_alive(Duration::from_millis(30))
             .build(),
     )
@@ -480,7 +488,7 @@ async fn fix_idle_streams_get_keep_alive_comments() {
 #[tokio::test]
 async fn fix_methods_other_than_get_and_post_are_405_and_open_nothing() {
     // koa-signal opened a swarm for every method but POST (`OPTIONS /` → 201).
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     for method in ["OPTIONS", "PUT", "DELETE", "HEAD", "PATCH"] {
         let mut stream = send_raw(
@@ -501,7 +509,7 @@ async fn fix_methods_other_than_get_and_post_are_405_and_open_nothing() {
 #[tokio::test]
 async fn fix_stray_paths_are_404_not_new_swarms() {
     // koa-signal created a swarm for any path that was not an id.
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     for path in ["/foo/bar", "/ABC", "/a-b", "/x/", "/favicon.ico"] {
         let res = get_status(server.addr, path, "").await;
@@ -521,7 +529,7 @@ async fn fix_stray_paths_are_404_not_new_swarms() {
 #[tokio::test]
 async fn fix_swarm_ids_are_forgotten_when_swarms_end() {
     // koa-signal's id generator remembered every id it ever issued.
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     for _ in 0..20 {
         let init = create(server.addr).await;
@@ -535,7 +543,7 @@ async fn fix_swarm_ids_are_forgotten_when_swarms_end() {
 async fn fix_a_slow_peer_is_disconnected_and_never_stalls_the_swarm() {
     // koa-signal piped one stream to every peer: one slow reader paused the
     // swarm, and POSTs buffered without bound.
-    let signal = Signal::builder()
+    let signal = signal::Service::builder()
         .peer_queue_bytes(8 * 1024)
         .body_limit(64 * 1024)
         .build();
@@ -587,7 +595,7 @@ async fn fix_a_slow_peer_is_disconnected_and_never_stalls_the_swarm() {
 
 #[tokio::test]
 async fn max_peers_refuses_one_more_join_with_503() {
-    let server = serve(Signal::builder().max_peers(2).build()).await;
+    let server = serve(signal::Service::builder().max_peers(2).build()).await;
     let init = create(server.addr).await;
     let _a = join(server.addr, &init.id).await;
     let res = get_status(server.addr, &format!("/{}", init.id), "").await;
@@ -598,7 +606,7 @@ async fn max_peers_refuses_one_more_join_with_503() {
 
 #[tokio::test]
 async fn max_swarms_refuses_one_more_swarm_until_one_ends() {
-    let signal = Signal::builder().max_swarms(1).build();
+    let signal = signal::Service::builder().max_swarms(1).build();
     let server = serve(signal.clone()).await;
     let init = create(server.addr).await;
     assert_eq!(get_status(server.addr, "/", "").await.status, 503);
@@ -614,7 +622,7 @@ async fn max_swarms_refuses_one_more_swarm_until_one_ends() {
 #[tokio::test]
 async fn a_peer_that_vanishes_produces_leave_within_a_keep_alive_interval() {
     let keep_alive = Duration::from_millis(500);
-    let server = serve(Signal::builder().keep_alive(keep_alive).build()).await;
+    let server = serve(signal::Service::builder().keep_alive(keep_alive).build()).await;
     let mut init = create(server.addr).await;
     let closed = joined(server.addr, &mut init).await;
     let reset = joined(server.addr, &mut init).await;
@@ -643,7 +651,7 @@ async fn a_peer_that_vanishes_produces_leave_within_a_keep_alive_interval() {
 async fn a_half_closed_peer_counts_as_gone() {
     // hyper treats a read EOF mid-response as the client leaving (the
     // default `half_close(false)`).
-    let server = serve(Signal::new()).await;
+    let server = serve(signal::Service::new()).await;
     let mut init = create(server.addr).await;
     let a = joined(server.addr, &mut init).await;
     let mut socket = a.stream.into_inner();
@@ -656,7 +664,7 @@ async fn a_half_closed_peer_counts_as_gone() {
 
 #[tokio::test]
 async fn server_shutdown_ends_streams_and_forgets_swarms() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let mut init = create(server.addr).await;
     let mut a = joined(server.addr, &mut init).await;
@@ -673,7 +681,7 @@ async fn server_shutdown_ends_streams_and_forgets_swarms() {
 
 #[tokio::test]
 async fn works_under_axum_nest_service() {
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let app = axum::Router::new().nest_service("/signal", signal.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -719,7 +727,7 @@ async fn h2_read_until(body: &mut hyper::body::Incoming, buf: &mut String, needl
 async fn works_over_http2_and_an_rst_stream_is_a_leave() {
     use http_body_util::{BodyExt, Empty, Full};
 
-    let signal = Signal::new();
+    let signal = signal::Service::new();
     let server = serve(signal.clone()).await;
     let mut send = h2_connect(server.addr).await;
     let get = |path: String| {
@@ -790,7 +798,7 @@ async fn works_over_http2_and_an_rst_stream_is_a_leave() {
 #[tokio::test]
 async fn a_chunked_body_over_the_limit_is_413() {
     // No Content-Length to check first: the limit applies while reading.
-    let server = serve(Signal::builder().body_limit(100).build()).await;
+    let server = serve(signal::Service::builder().body_limit(100).build()).await;
     let init = create(server.addr).await;
     let body = format!(
         r#"{{"token":"{}","data":"{}"}}"#,
@@ -814,7 +822,7 @@ async fn a_chunked_body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn a_slow_initiator_is_disconnected_and_its_swarm_ends() {
-    let signal = Signal::builder()
+    let signal = signal::Service::builder()
         .peer_queue_bytes(8 * 1024)
         .body_limit(64 * 1024)
         .build();
@@ -849,7 +857,7 @@ async fn a_slow_initiator_is_disconnected_and_its_swarm_ends() {
 
 #[tokio::test]
 async fn allow_origin_adds_cors_headers_and_answers_preflights() {
-    let signal = Signal::builder()
+    let signal = signal::Service::builder()
         .allow_origin(http::HeaderValue::from_static("https://app.example"))
         .build();
     let server = serve(signal.clone()).await;

@@ -81,9 +81,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave the state half-written
-        // (every critical section is a few field updates), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::http::lock(&self.state)
     }
 
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {

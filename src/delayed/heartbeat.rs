@@ -20,7 +20,10 @@ use bytes::Bytes;
 /// 15 s keeps a connection alive behind Heroku (first byte within 30 s, then one
 /// at least every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
 ///
-/// An interval or initial delay under 1 ms is raised to 1 ms. Empty bytes write
+/// An interval or initial delay under 1 ms is raised to 1 ms, and a response
+/// raises the interval further to its
+/// [`min_interval`](crate::DelayedResponse::min_interval) (10 ms by default).
+/// A duration too long to count (`Duration::MAX`) means never. Empty bytes write
 /// nothing (the ticks still run [`on_tick`](crate::DelayedResponse::on_tick)),
 /// which does not keep a proxy from closing the connection.
 ///
@@ -49,7 +52,8 @@ pub struct Heartbeat {
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
 impl Heartbeat {
-    /// The default interval: 15 seconds.
+    /// The default interval: 15 seconds, the crate's one keep-alive default
+    /// (heartbeats, SSE keep-alive comments, the services built on them).
     pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
     /// A heartbeat every `interval`, the first one `interval` after the start.
@@ -62,7 +66,8 @@ impl Heartbeat {
         }
     }
 
-    /// SSE keep-alive: a comment line (`:\n\n`) every `interval`.
+    /// SSE keep-alive: a comment line (`:\n\n`), which every `EventSource`
+    /// ignores, every `interval` (the first one `interval` after the start).
     pub fn sse(interval: Duration) -> Self {
         Heartbeat::every(interval).bytes(Bytes::from_static(b":\n\n"))
     }
@@ -113,6 +118,14 @@ mod tests {
         let hb = Heartbeat::every(Duration::ZERO).after(Duration::ZERO);
         assert_eq!(hb.interval(), MIN_PERIOD);
         assert_eq!(hb.initial_delay(), MIN_PERIOD);
+    }
+
+    #[test]
+    fn sse_heartbeat_is_a_comment_every_interval() {
+        let hb = Heartbeat::sse(Duration::from_secs(3));
+        assert_eq!(&hb.payload()[..], b":\n\n");
+        assert_eq!(hb.interval(), Duration::from_secs(3));
+        assert_eq!(hb.initial_delay(), Duration::from_secs(3));
     }
 
     #[test]

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::config::Config;
 use super::handle::{Next, Shared};
-use super::reply::{merge_headers, respond, Reply};
+use super::reply::{merge_headers, render, shutdown_response, timeout_response, Reply};
+use super::time::instant_after;
 use super::tracker::Tracker;
-use super::{AbortReason, Config, Outcome};
+use super::{AbortReason, Outcome};
 use crate::body::Body;
 use crate::error::{Error, Kind};
 
@@ -39,33 +41,52 @@ enum Event {
     Shutdown,
 }
 
+pin_project! {
+    /// The timers of a held response, pinned together in one allocation
+    /// (the response future and then its body move; the timers stay put).
+    struct Timers {
+        #[pin]
+        beat: Sleep,
+        #[pin]
+        deadline: Option<Sleep>,
+        #[pin]
+        shutdown: Option<WaitForCancellationFutureOwned>,
+    }
+}
+
+impl Timers {
+    fn new(cfg: &Config, started: Instant) -> Self {
+        Timers {
+            beat: sleep_until(instant_after(started, cfg.heartbeat.initial_delay())),
+            deadline: cfg.timeout.map(|d| sleep_until(instant_after(started, d))),
+            shutdown: cfg
+                .shutdown
+                .as_ref()
+                .map(|s| s.token().clone().cancelled_owned()),
+        }
+    }
+}
+
 /// What a held response is waiting on, and its timers.
 pub(crate) struct Held {
     cfg: Arc<Config>,
     source: Source,
-    beat: Pin<Box<Sleep>>,
+    started: Instant,
+    /// Made at the first poll that does not find the result ready, so that a
+    /// result that is ready at once (the fast path) costs no timers.
+    timers: Option<Pin<Box<Timers>>>,
     ticks: u64,
-    deadline: Option<Pin<Box<Sleep>>>,
-    shutdown: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
     tracker: Tracker,
 }
 
 impl Held {
     pub(crate) fn new(cfg: Arc<Config>, source: Source, tracker: Tracker) -> Self {
-        let now = Instant::now();
-        let beat = Box::pin(sleep_until(now + cfg.heartbeat.initial_delay()));
-        let deadline = cfg.timeout.map(|d| Box::pin(sleep_until(now + d)));
-        let shutdown = cfg
-            .shutdown
-            .as_ref()
-            .map(|s| Box::pin(s.token().clone().cancelled_owned()));
         Held {
             cfg,
             source,
-            beat,
+            started: Instant::now(),
+            timers: None,
             ticks: 0,
-            deadline,
-            shutdown,
             tracker,
         }
     }
@@ -73,6 +94,7 @@ impl Held {
     /// The next thing that happens. The source is polled first, so a result
     /// that is ready wins over a heartbeat that is due at the same moment.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        let mut data = None;
         match &mut self.source {
             Source::Work(work) => {
                 if let Poll::Ready(reply) = work.as_mut().poll(cx) {
@@ -81,13 +103,7 @@ impl Held {
                 }
             }
             Source::Handle(shared) => match shared.poll_next(cx) {
-                Poll::Ready(Next::Data(data)) => {
-                    // Heartbeats fill silences: the next one is due a full
-                    // interval after this write.
-                    let next = Instant::now() + self.cfg.heartbeat.interval();
-                    self.beat.as_mut().reset(next);
-                    return Poll::Ready(Event::Data(data));
-                }
+                Poll::Ready(Next::Data(bytes)) => data = Some(bytes),
                 Poll::Ready(Next::End(reply)) => {
                     self.source = Source::Done;
                     return Poll::Ready(Event::Result(reply));
@@ -96,29 +112,42 @@ impl Held {
             },
             Source::Done => {}
         }
-        if let Some(shutdown) = &mut self.shutdown {
-            if shutdown.as_mut().poll(cx).is_ready() {
-                self.shutdown = None;
+        let (cfg, started) = (&self.cfg, self.started);
+        let timers = self
+            .timers
+            .get_or_insert_with(|| Box::pin(Timers::new(cfg, started)));
+        let mut t = timers.as_mut().project();
+        let interval = self.cfg.beat_interval();
+        if let Some(data) = data {
+            // Heartbeats fill silences: the next one is due a full interval
+            // after this write.
+            t.beat
+                .as_mut()
+                .reset(instant_after(Instant::now(), interval));
+            return Poll::Ready(Event::Data(data));
+        }
+        if let Some(shutdown) = t.shutdown.as_mut().as_pin_mut() {
+            if shutdown.poll(cx).is_ready() {
+                t.shutdown.set(None);
                 return Poll::Ready(Event::Shutdown);
             }
         }
-        if let Some(deadline) = &mut self.deadline {
-            if deadline.as_mut().poll(cx).is_ready() {
-                self.deadline = None;
+        if let Some(deadline) = t.deadline.as_mut().as_pin_mut() {
+            if deadline.poll(cx).is_ready() {
+                t.deadline.set(None);
                 return Poll::Ready(Event::Timeout);
             }
         }
-        if self.beat.as_mut().poll(cx).is_ready() {
+        if t.beat.as_mut().poll(cx).is_ready() {
             self.ticks += 1;
-            let interval = self.cfg.heartbeat.interval();
             // Keep the schedule (no drift); after a stall, skip missed beats
             // rather than burst them.
-            let mut next = self.beat.deadline() + interval;
             let now = Instant::now();
+            let mut next = instant_after(t.beat.deadline(), interval);
             if next <= now {
-                next = now + interval;
+                next = instant_after(now, interval);
             }
-            self.beat.as_mut().reset(next);
+            t.beat.as_mut().reset(next);
             let hooks = &self.cfg.hooks;
             if let Some(on_tick) = &hooks.on_tick {
                 on_tick(self.ticks);
@@ -182,7 +211,7 @@ impl Future for ResponseFuture {
             // Polled after it resolved: never resolves again.
             return Poll::Pending;
         };
-        if held.cfg.commit_at_start {
+        if held.cfg.accepted_at_start {
             let status = held.cfg.pending_status;
             return Poll::Ready(commit(held, status, Bytes::new()));
         }
@@ -215,7 +244,7 @@ fn commit(held: Held, status: StatusCode, first: Bytes) -> Response<Body> {
         return res;
     }
     *res.body_mut() = Body::boxed(HeldBody {
-        state: State::Waiting(Box::new(held)),
+        state: State::Waiting(held),
         pending: first,
     });
     res
@@ -223,46 +252,14 @@ fn commit(held: Held, status: StatusCode, first: Bytes) -> Response<Body> {
 
 /// The result came before the head went out: it gets its real status.
 pub(crate) fn render_early(cfg: Arc<Config>, tracker: Tracker, reply: Reply) -> Response<Body> {
-    match reply.inner {
-        Ok(rendered) => {
-            let res = respond(cfg.status, &cfg.headers, rendered);
-            guard_body(res, tracker, Outcome::Done)
-        }
+    let outcome = match &reply.inner {
+        Ok(_) => Outcome::Done,
         Err(error) => {
             tracing::debug!(parent: tracker.span(), %error, "work failed");
-            let res = match &cfg.hooks.on_error {
-                Some(hook) => hook(&error),
-                None => default_error_response(),
-            };
-            guard_body(res, tracker, Outcome::Error)
+            Outcome::Error
         }
-    }
-}
-
-pub(crate) fn default_error_response() -> Response<Body> {
-    let mut res = Response::new(Body::from("internal server error\n"));
-    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    res
-}
-
-pub(crate) fn timeout_response(cfg: &Config) -> Response<Body> {
-    match &cfg.hooks.on_timeout {
-        Some(hook) => hook(),
-        None => {
-            let mut res = Response::new(Body::empty());
-            *res.status_mut() = StatusCode::ACCEPTED;
-            merge_headers(res.headers_mut(), &cfg.headers, http::HeaderMap::new());
-            res
-        }
-    }
-}
-
-pub(crate) fn shutdown_response() -> Response<Body> {
-    let mut res = Response::new(Body::from("server shutting down\n"));
-    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    res.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    res
+    };
+    guard_body(render(&cfg, reply), tracker, outcome)
 }
 
 fn timeout_early(held: Held) -> Response<Body> {
@@ -319,7 +316,7 @@ struct HeldBody {
 }
 
 enum State {
-    Waiting(Box<Held>),
+    Waiting(Held),
     /// About to end abnormally. hyper closes the connection as soon as a
     /// body returns an error, without flushing the frames it has buffered,
     /// so the body first yields `Pending` once (waking itself) to let hyper
@@ -426,7 +423,7 @@ impl http_body::Body for HeldBody {
                         }
                     }
                     Poll::Ready(event) => {
-                        if let Some(poll) = this.finish_waiting(*held, event, cx) {
+                        if let Some(poll) = this.finish_waiting(held, event, cx) {
                             return poll;
                         }
                     }

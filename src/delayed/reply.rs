@@ -2,9 +2,10 @@
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{HeaderName, HeaderValue};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{HeaderMap, Response, StatusCode};
 
+use super::config::Config;
 use crate::body::Body;
 use crate::error::{BoxError, Error};
 
@@ -210,6 +211,51 @@ impl<T: serde::Serialize> IntoReply for Json<T> {
     fn into_reply(self) -> Reply {
         Reply::json(&self.0)
     }
+}
+
+/// Renders a result that comes before the head went out: a reply with the
+/// builder's status and headers under its own, an error through the error
+/// hook. The one rendering of a whole result, whether it came in time or
+/// late (an [`OnDeadline`](super::OnDeadline) hook's
+/// [`LateWork`](super::LateWork)).
+pub(crate) fn render(cfg: &Config, reply: Reply) -> Response<Body> {
+    match reply.inner {
+        Ok(rendered) => respond(cfg.status, &cfg.headers, rendered),
+        Err(error) => match &cfg.hooks.on_error {
+            Some(hook) => hook(&error),
+            None => default_error_response(),
+        },
+    }
+}
+
+/// `500`, showing nothing of the error.
+pub(crate) fn default_error_response() -> Response<Body> {
+    let mut res = Response::new(Body::from("internal server error\n"));
+    *res.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    res
+}
+
+/// The answer at the deadline of a `wait`, or of a held response whose head
+/// is not out yet.
+pub(crate) fn timeout_response(cfg: &Config) -> Response<Body> {
+    match &cfg.hooks.on_timeout {
+        Some(hook) => hook(),
+        None => {
+            let mut res = Response::new(Body::empty());
+            *res.status_mut() = StatusCode::ACCEPTED;
+            merge_headers(res.headers_mut(), &cfg.headers, http::HeaderMap::new());
+            res
+        }
+    }
+}
+
+/// `503` when the server shuts down before the head went out.
+pub(crate) fn shutdown_response() -> Response<Body> {
+    let mut res = Response::new(Body::from("server shutting down\n"));
+    *res.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    res
 }
 
 /// Builds a response from the builder's settings and a rendered reply.

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{AbortReason, Config, Outcome};
+use super::config::Config;
+use super::{AbortReason, Outcome};
 
 /// Shared between a handle-mode response and its completions: closed when the
 /// response is over for any reason, with the abort reason set first when it

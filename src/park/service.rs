@@ -1,18 +1,15 @@
 //! The status URLs of parked jobs.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use http::header::{HeaderValue, ALLOW};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 
-use super::{accepted, applied, Lookup, Prefer, Store, PREFERENCE_APPLIED};
+use super::store::{accepted, Lookup};
+use super::{ResponseFuture, Store};
 use crate::body::Body;
+use crate::http::{method_not_allowed, preference_applied, text, Prefer, PREFERENCE_APPLIED};
 
 type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
@@ -28,31 +25,31 @@ type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// | any other method | `405 Method Not Allowed` with `Allow` |
 ///
 /// The id is the last segment of the path, so the service works mounted at
-/// the store's [`base_path`](super::StoreBuilder::base_path) on a plain hyper
+/// the store's [`base_path`](super::Builder::base_path) on a plain hyper
 /// server and nested under it in axum (`Router::nest_service`). A client that
 /// goes away while long-polling cancels only its wait, never the job.
 ///
 /// It implements both `hyper::service::Service` and `tower_service::Service`,
 /// for any request body type (the body is not read).
 #[derive(Clone)]
-pub struct StatusService {
+pub struct Service {
     store: Store,
     owner: Option<OwnerFn>,
 }
 
-impl fmt::Debug for StatusService {
+impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StatusService")
+        f.debug_struct("Service")
             .field("store", &self.store)
             .field("owner", &self.owner.is_some())
             .finish()
     }
 }
 
-impl StatusService {
+impl Service {
     /// Serves the jobs of `store`.
     pub fn new(store: Store) -> Self {
-        StatusService { store, owner: None }
+        Service { store, owner: None }
     }
 
     /// Binds results to their owner: `owner` computes the caller's key from
@@ -68,19 +65,18 @@ impl StatusService {
         self
     }
 
-    /// Answers one request.
-    pub fn respond<B>(
-        &self,
-        req: Request<B>,
-    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+    /// Answers one request (the body is never read). The future never fails:
+    /// every problem is an HTTP answer.
+    pub fn respond<B>(&self, req: Request<B>) -> ResponseFuture {
         let (parts, body) = req.into_parts();
-        // The body is never read.
         drop(body);
         let store = self.store.clone();
         let owner = self.owner.as_ref().and_then(|f| f(&parts));
-        async move { respond(store, parts, owner).await }
+        ResponseFuture::new(respond(store, parts, owner))
     }
 }
+
+crate::http::service_impls!(Service);
 
 async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<Body> {
     let id = parts
@@ -103,6 +99,7 @@ async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<
             let mut lookup = store.lookup(&id, owner);
             if let (Lookup::Running(done), Some(wait)) = (&mut lookup, wait) {
                 let mut done = done.clone();
+                // `timeout` saturates a wait too long to add to now.
                 let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
                 lookup = store.lookup(&id, owner);
             }
@@ -111,7 +108,7 @@ async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<
                 Lookup::Finished(stored) => stored.to_response(),
                 Lookup::Running(_) => accepted(&store, &id),
             };
-            if let Some(v) = applied(false, wait) {
+            if let Some(v) = preference_applied(false, wait) {
                 res.headers_mut().insert(PREFERENCE_APPLIED, v);
             }
             res
@@ -125,48 +122,6 @@ async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<
                 text(StatusCode::NOT_FOUND, "no such job\n")
             }
         }
-        _ => {
-            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, HEAD, DELETE"));
-            res
-        }
-    }
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut res = Response::new(Body::from(body));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
-}
-
-type ResponseFuture = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
-
-impl<B> hyper::service::Service<Request<B>> for StatusService {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn call(&self, req: Request<B>) -> Self::Future {
-        let fut = self.respond(req);
-        Box::pin(async move { Ok(fut.await) })
-    }
-}
-
-impl<B> tower_service::Service<Request<B>> for StatusService {
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        hyper::service::Service::call(self, req)
+        _ => method_not_allowed("GET, HEAD, DELETE"),
     }
 }

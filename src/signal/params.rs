@@ -2,7 +2,8 @@
 
 use serde_json::{Map, Value};
 
-use super::registry::{Id, Outgoing, Target};
+use super::id::Id;
+use super::swarm::{Outgoing, Target};
 
 /// The body formats a POST may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

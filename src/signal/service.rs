@@ -1,82 +1,92 @@
-//! Routing and the HTTP answers of the signal service.
+//! The service: routing and the HTTP answers.
 
-use std::convert::Infallible;
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_LENGTH, CONTENT_TYPE, VARY,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::builder::Builder;
+use super::id::Id;
 use super::params;
-use super::registry::{Id, Refusal, Registry, SendError};
-use super::Signal;
+use super::registry::{Refusal, Registry};
+use super::swarm::SendError;
 use crate::body::Body;
-use crate::delayed::Shutdown;
+use crate::delayed::DelayedResponse;
 use crate::error::BoxError;
+use crate::http::{method_not_allowed, service_impls, text, unbuffered, ResponseFuture};
 
-/// The future of a [`Signal`] service call. It never fails: every problem
-/// is an HTTP answer.
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture {
-    inner: Pin<Box<dyn Future<Output = Response<Body>> + Send + 'static>>,
+/// The `Content-Type` of every stream.
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream; charset=utf-8");
+
+/// The signalling service: one registry of swarms, shared by its clones.
+///
+/// It is a `hyper::service::Service` and a `tower_service::Service` for
+/// `Request<B>` with any body `B` whose chunks turn into [`Bytes`]; see the
+/// [module docs](super) for the protocol. Cloning is cheap and every clone
+/// serves the same swarms.
+#[derive(Clone)]
+pub struct Service {
+    registry: Arc<Registry>,
 }
 
-impl fmt::Debug for ResponseFuture {
+impl Service {
+    /// A service with the default settings.
+    pub fn new() -> Self {
+        Service::builder().build()
+    }
+
+    /// A builder for the settings.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    pub(super) fn from_registry(registry: Arc<Registry>) -> Self {
+        Service { registry }
+    }
+
+    /// How many swarms are open.
+    pub fn swarm_count(&self) -> usize {
+        self.registry.swarm_count()
+    }
+
+    /// How many peers swarm `id` has, if it is open.
+    pub fn peer_count(&self, id: &str) -> Option<usize> {
+        self.registry.peer_count(id)
+    }
+
+    /// Answers one request (what the `Service` impls call). The future never
+    /// fails: every problem is an HTTP answer.
+    pub fn respond<B>(&self, req: Request<B>) -> ResponseFuture
+    where
+        B: http_body::Body + Send + 'static,
+        B::Data: Into<Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        ResponseFuture::new(respond(self.registry.clone(), req))
+    }
+}
+
+service_impls!(Service);
+
+impl Default for Service {
+    fn default() -> Self {
+        Service::new()
+    }
+}
+
+impl fmt::Debug for Service {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<Response<Body>, Infallible>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx).map(Ok)
-    }
-}
-
-impl<B> hyper::service::Service<Request<B>> for Signal
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn call(&self, req: Request<B>) -> ResponseFuture {
-        ResponseFuture {
-            inner: Box::pin(respond(self.registry.clone(), req)),
-        }
-    }
-}
-
-impl<B> tower_service::Service<Request<B>> for Signal
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request<B>) -> ResponseFuture {
-        hyper::service::Service::call(&*self, req)
+        f.debug_struct("Service")
+            .field("config", &self.registry.config)
+            .field("swarms", &self.swarm_count())
+            .finish()
     }
 }
 
@@ -119,12 +129,7 @@ where
         Method::GET => listen(&registry, route, &parts).await,
         Method::POST => send(&registry, route, &parts, body).await,
         Method::OPTIONS if allow_origin.is_some() => preflight(),
-        _ => {
-            let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST");
-            res.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-            res
-        }
+        _ => method_not_allowed("GET, POST"),
     };
     if let Some(origin) = allow_origin {
         // A stream's head has not gone out yet: hyper sends it after this.
@@ -158,19 +163,30 @@ async fn listen(registry: &Arc<Registry>, route: Route, req: &Parts) -> Response
     if !accepts_event_stream(&req.headers) {
         return text(
             StatusCode::NOT_ACCEPTABLE,
-            "this endpoint sends text/event-stream",
+            "this endpoint sends text/event-stream\n",
         );
     }
-    let shutdown = req.extensions.get::<Shutdown>();
+    // The request's shutdown signal (from `server::serve`) ends the stream.
+    let base = DelayedResponse::for_parts(req);
     let stream = match route {
-        Route::Root => registry.create(shutdown),
-        Route::Swarm(id) => registry.join(id, shutdown),
+        Route::Root => registry.create(base),
+        Route::Swarm(id) => registry.join(base, id),
         Route::Unknown => Err(Refusal::NoSwarm),
-        Route::Stray => return text(StatusCode::NOT_FOUND, "not found"),
+        Route::Stray => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     match stream {
-        // Resolves at once: the `connect` event is queued.
-        Ok(stream) => stream.await,
+        Ok(stream) => {
+            // Resolves at once, with the head: the `connect` event is
+            // queued. The head has not gone out yet, so headers set here
+            // reach the client; setting them per response rather than on
+            // the builder keeps each peer's builder on the shared default
+            // headers.
+            let mut res = stream.await;
+            let headers = res.headers_mut();
+            headers.insert(CONTENT_TYPE, EVENT_STREAM);
+            unbuffered(headers);
+            res
+        }
         Err(refusal) => refused(refusal),
     }
 }
@@ -210,7 +226,7 @@ where
     let id = match route {
         Route::Swarm(id) if registry.exists(id) => id,
         Route::Swarm(_) | Route::Unknown => return refused(Refusal::NoSwarm),
-        Route::Root | Route::Stray => return text(StatusCode::NOT_FOUND, "not found"),
+        Route::Root | Route::Stray => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     let limit = registry.config.body_limit;
     let declared = req
@@ -224,52 +240,37 @@ where
     let Some(format) = params::format(req.headers.get(CONTENT_TYPE).map(|v| v.as_bytes())) else {
         return text(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "send application/json or application/x-www-form-urlencoded",
+            "send application/json or application/x-www-form-urlencoded\n",
         );
     };
     let body = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
-        Err(_) => return text(StatusCode::BAD_REQUEST, "the body was cut off"),
+        Err(_) => return text(StatusCode::BAD_REQUEST, "the body was cut off\n"),
     };
     let Some(value) = params::parse(format, &body) else {
         return text(
             StatusCode::BAD_REQUEST,
-            "the body must be a JSON object or array",
+            "the body must be a JSON object or array\n",
         );
     };
     match registry.send(id, params::outgoing(&value)) {
-        Ok(()) => {
-            let mut res = Response::new(Body::from(Bytes::from_static(b"OK")));
-            res.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-            );
-            res
-        }
+        Ok(()) => text(StatusCode::OK, "OK"),
         Err(SendError::Refused(refusal)) => refused(refusal),
-        Err(SendError::NoData) => text(StatusCode::BAD_REQUEST, "no data"),
-        Err(SendError::BadCid) => text(StatusCode::BAD_REQUEST, "cid must be a string"),
+        Err(SendError::NoData) => text(StatusCode::BAD_REQUEST, "no data\n"),
+        Err(SendError::BadCid) => text(StatusCode::BAD_REQUEST, "cid must be a string\n"),
     }
 }
 
 fn too_large() -> Response<Body> {
-    text(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the limit")
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the body is over the limit\n",
+    )
 }
 
 fn refused(refusal: Refusal) -> Response<Body> {
     text(refusal.status(), refusal.reason())
-}
-
-/// A one-line `text/plain` answer.
-fn text(status: StatusCode, reason: &'static str) -> Response<Body> {
-    let mut res = Response::new(Body::from(format!("{reason}\n")));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
 }
 
 #[cfg(test)]

@@ -6,13 +6,13 @@
 //!
 //! ```text
 //! ulimit -n 8192
-//! cargo run --release --example signal_load -- [--peers 1000] [--signals 1000] [--rate 0] \
+//! cargo run --release -p load --bin signal_load -- [--peers 1000] [--signals 1000] [--rate 0] \
 //!     [--http1-only] [--baseline]
 //! ```
 //!
 //! It starts the server in a child process (itself, with `--serve`), so that
-//! the server's resident memory (`VmRSS` in `/proc/PID/status`) is measured
-//! apart from the client's. The client opens the initiator's stream and
+//! the server's resident memory and CPU time (read by `load::measure` from
+//! `/proc/PID`) are measured apart from the client's. The client opens the initiator's stream and
 //! `--peers` joined streams over raw TCP, waits until the initiator has seen
 //! every `join`, measures the server's RSS, then POSTs `--signals` broadcasts
 //! with the initiator's token over one keep-alive connection (one request in
@@ -35,11 +35,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use delayed_response::{server, signal::Signal, Body};
+use delayed_response::{server, signal, Body};
 use futures_util::StreamExt;
+use load::measure::{self, Process};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+const USAGE: &str =
+    "usage: signal_load [--peers N] [--signals N] [--rate PER_SEC] [--http1-only] [--baseline]
+
+  --peers N       peers that join the one swarm, besides its initiator (1000)
+  --signals N     broadcasts the initiator POSTs (1000)
+  --rate N        broadcasts per second; 0 sends them back to back (0)
+  --http1-only    serve with Server::http1_only(true)
+  --baseline      bare hyper instead of the signal service: the memory of a held stream alone";
 
 struct Args {
     peers: usize,
@@ -73,6 +83,10 @@ fn parse_args() -> Result<Args, String> {
             "--serve" => args.serve = true,
             "--baseline" => args.baseline = true,
             "--http1-only" => args.http1_only = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
@@ -84,7 +98,7 @@ async fn main() {
     let args = match parse_args() {
         Ok(a) => a,
         Err(msg) => {
-            eprintln!("{msg}\nusage: signal_load [--peers N] [--signals N] [--rate PER_SEC] [--http1-only] [--baseline]");
+            eprintln!("signal_load: {msg}\n{USAGE}");
             std::process::exit(2);
         }
     };
@@ -121,34 +135,8 @@ async fn serve(baseline: bool, http1_only: bool) {
         });
         let _ = server.serve(listener, service, stop).await;
     } else {
-        let _ = server.serve(listener, Signal::new(), stop).await;
+        let _ = server.serve(listener, signal::Service::new(), stop).await;
     }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// User + system CPU time of a process, in milliseconds (100 ticks/s).
-fn cpu_ms(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    // After the ')': state is field 0, utime field 11, stime field 12.
-    (ticks(11) + ticks(12)) * 10
 }
 
 async fn start_server(args: &Args) -> (Child, SocketAddr) {
@@ -246,10 +234,18 @@ async fn read_peer(
 }
 
 async fn client(args: Args) {
+    // One descriptor per peer on each side (the server inherits the limit).
+    if let Err(e) = measure::ensure_open_files(args.peers as u64 + 64) {
+        eprintln!("signal_load: {e}");
+        std::process::exit(1);
+    }
     let (mut child, addr) = start_server(&args).await;
-    let pid = child.id();
+    let server_process = Process::pid(child.id());
+    let rss_kib = || server_process.rss_kib().expect("server RSS");
+    let server_cpu = || server_process.cpu_time().expect("server CPU time");
+    let client_cpu = || Process::this().cpu_time().expect("client CPU time");
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let rss_empty = rss_kib(pid);
+    let rss_empty = rss_kib();
 
     let base = Instant::now();
     let joins = Arc::new(AtomicUsize::new(0));
@@ -288,7 +284,7 @@ async fn client(args: Args) {
     drop(done_tx);
     if args.baseline {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let rss_peers = rss_kib(pid);
+        let rss_peers = rss_kib();
         let _ = child.kill();
         let _ = child.wait();
         println!(
@@ -303,14 +299,14 @@ async fn client(args: Args) {
     }
     let join_time = opened.elapsed();
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_peers = rss_kib(pid);
+    let rss_peers = rss_kib();
 
     // Broadcast over one keep-alive connection, one POST in flight.
     let post = TcpStream::connect(addr).await.unwrap();
     post.set_nodelay(true).unwrap();
     let mut post = BufReader::new(post);
     let first_post = Instant::now();
-    let (server_cpu0, client_cpu0) = (cpu_ms(&pid.to_string()), cpu_ms("self"));
+    let (server_cpu0, client_cpu0) = (server_cpu(), client_cpu());
     let pace = (args.rate > 0).then(|| Duration::from_secs_f64(1.0 / args.rate as f64));
     for seq in 0..args.signals {
         if let Some(pace) = pace {
@@ -352,9 +348,9 @@ async fn client(args: Args) {
             last_receipt = last_receipt.max(last);
         }
     }
-    let rss_after = rss_kib(pid);
-    let server_cpu = cpu_ms(&pid.to_string()) - server_cpu0;
-    let client_cpu = cpu_ms("self") - client_cpu0;
+    let rss_after = rss_kib();
+    let server_cpu = server_cpu().saturating_sub(server_cpu0).as_millis();
+    let client_cpu = client_cpu().saturating_sub(client_cpu0).as_millis();
     let _ = child.kill();
     let _ = child.wait();
 

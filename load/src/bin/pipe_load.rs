@@ -2,14 +2,15 @@
 //! run) and thousands of idle waiting senders.
 //!
 //! ```text
-//! cargo run --release --example pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
+//! cargo run --release -p load --bin pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
 //! ```
 //!
 //! The server under test runs as a child process (this same binary with
-//! `serve-pipe` or `serve-relay`), so its CPU time (`/proc/PID/stat`), RSS
-//! (`/proc/PID/status`) and open fds (`/proc/PID/fd`) are its own. Clients run
-//! in this process, or as `curl` children. Needs `ulimit -n` above twice the
-//! number of waiters (it is checked).
+//! `serve-pipe` or `serve-relay`), so its CPU time, RSS and open fds (read by
+//! `load::measure` from `/proc/PID`) are its own. Clients run in this
+//! process, or as `curl` children. Needs `ulimit -n` above the number of
+//! waiters, with some room (it is checked): each waiter holds a socket in
+//! this process and one in the server.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
@@ -18,13 +19,29 @@ use std::time::{Duration, Instant};
 
 use delayed_response::pipe;
 use delayed_response::{server, Heartbeat};
+use load::measure::{self, Process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const BLOCK: usize = 256 << 10;
 
+const USAGE: &str = "usage: pipe_load [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
+
+  stream        one upload of --bytes (2 GiB) through the pipe, against a raw TCP relay
+  idle          --waiters (5000) senders waiting for their receivers: RSS, fds, and how soon
+                the fds are back after the clients close (vs bare hyper and the core alone)
+  all           both (the default)
+  --no-curl     skip the curl → pipe → curl run of `stream`
+
+Environment: PIPE_LOAD_HTTP1_ONLY=1 (servers without h2c), PIPE_LOAD_ONLY_PIPE=1 (idle: skip
+the baselines), PIPE_LOAD_ROUNDS=N (idle rounds, 2).";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return;
+    }
     let mode = args.first().map(String::as_str).unwrap_or("all");
     let opt = |name: &str, default: u64| -> u64 {
         args.iter()
@@ -55,7 +72,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("usage: pipe_load [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]");
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     }
@@ -219,7 +236,7 @@ async fn stdin_closed() {
 struct Server {
     child: Child,
     addr: SocketAddr,
-    ticks_per_sec: f64,
+    process: Process,
 }
 
 impl Server {
@@ -235,45 +252,27 @@ impl Server {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("server address");
-        let ticks_per_sec = Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0);
         Server {
+            process: Process::pid(child.id()),
             child,
             addr: line.trim().parse().expect("address"),
-            ticks_per_sec,
         }
     }
 
     /// utime + stime of the server process, in seconds.
     fn cpu(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the `(comm)`, which may contain spaces.
-        let rest = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        // utime and stime are fields 14 and 15; `rest` starts at field 3.
-        (ticks(11) + ticks(12)) / self.ticks_per_sec
+        self.process
+            .cpu_time()
+            .expect("server CPU time")
+            .as_secs_f64()
     }
 
     fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
+        self.process.rss_kib().expect("server RSS")
     }
 
     fn fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id())).map_or(0, |d| d.count())
+        self.process.open_fds().expect("server fds")
     }
 
     fn stop(mut self) {
@@ -504,6 +503,12 @@ async fn stream_bench(bytes: u64, curl: bool) {
 // ---------------------------------------------------------------- idle
 
 async fn idle_bench(waiters: usize) {
+    // Each waiter holds a socket here and one in the server (which inherits
+    // this limit).
+    if let Err(e) = measure::ensure_open_files(waiters as u64 + 64) {
+        eprintln!("pipe_load: {e}");
+        std::process::exit(1);
+    }
     if std::env::var_os("PIPE_LOAD_ONLY_PIPE").is_none() {
         idle_run(waiters, "serve-hold").await;
         idle_run(waiters, "serve-core").await;

@@ -3,10 +3,10 @@
 //! returns `Response::new(Full::new(bytes))`, same client, same run.
 //!
 //! ```text
-//! cargo run --release --example load_fast_path              # built-in client, ~55 s
-//! cargo run --release --example load_fast_path -- --wrk     # the same rounds driven by wrk
-//! cargo run --release --example load_fast_path -- --serve-only 60
-//! curl -s http://127.0.0.1:PORT/                           # a port printed by --serve-only
+//! cargo run --release -p load --bin load_fast_path              # built-in client, ~55 s
+//! cargo run --release -p load --bin load_fast_path -- --wrk     # the same rounds driven by wrk
+//! cargo run --release -p load --bin load_fast_path -- --serve-only 60
+//! curl -s http://127.0.0.1:PORT/                               # a port printed by --serve-only
 //! ```
 //!
 //! Three servers (`bare`, `wait`, and `start` with the same ready work) run in
@@ -41,10 +41,20 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use load::measure;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
 const HELLO: &[u8] = b"hello world";
+
+const USAGE: &str =
+    "usage: load_fast_path [--conns N] [--secs S] [--rounds R] [--wrk] [--serve-only S]
+
+  --conns N         keep-alive connections per server (32)
+  --secs S          seconds per slice (1)
+  --rounds R        rounds of one slice per server, the order rotating (16)
+  --wrk             drive the slices with `wrk -t1 -cN -dSs` instead of the built-in client
+  --serve-only S    print the three servers' addresses and serve for S seconds (at most 600)";
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -99,7 +109,11 @@ fn options() -> Result<Options> {
             "--rounds" => o.rounds = value()?.clamp(1, 40) as usize,
             "--wrk" => o.wrk = true,
             "--serve-only" => o.serve_only = Some(value()?.clamp(1, 600)),
-            other => return Err(format!("unknown argument {other:?}").into()),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}").into()),
         }
     }
     Ok(o)
@@ -216,37 +230,21 @@ async fn drive_wrk(addr: SocketAddr, conns: usize, secs: u64) -> Result<(u64, f6
     parsed.ok_or_else(|| format!("no request count in wrk output:\n{text}").into())
 }
 
-/// The CPU time, in nanoseconds, of this process's threads whose name starts
-/// with `prefix` (from `/proc/self/task/*/schedstat`).
-fn threads_cpu_ns(prefix: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter(|t| {
-            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
-        })
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
 /// The name of the server runtime's threads.
 const SERVER_THREADS: &str = "fp-server";
 
 /// One slice of load on `addr`, with the server's CPU time per request.
 async fn slice(o: &Options, addr: SocketAddr, secs: u64) -> Result<Slice> {
-    let cpu = threads_cpu_ns(SERVER_THREADS);
+    let cpu = measure::threads_cpu_time(SERVER_THREADS)?;
     let (requests, elapsed) = if o.wrk {
         drive_wrk(addr, o.conns, secs).await?
     } else {
         drive(addr, o.conns, secs).await?
     };
-    let cpu = threads_cpu_ns(SERVER_THREADS) - cpu;
+    let cpu = measure::threads_cpu_time(SERVER_THREADS)?.saturating_sub(cpu);
     Ok(Slice {
         rps: requests as f64 / elapsed,
-        cpu_us: cpu as f64 / 1000.0 / requests.max(1) as f64,
+        cpu_us: cpu.as_secs_f64() * 1e6 / requests.max(1) as f64,
     })
 }
 

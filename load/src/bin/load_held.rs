@@ -3,18 +3,17 @@
 //! server holding 10,000 pending requests.
 //!
 //! ```text
-//! cargo build --release --example load_held
 //! ulimit -n 20000        # each process needs --conns + a few descriptors
-//! target/release/examples/load_held                     # all modes, ~100 s
-//! target/release/examples/load_held client --conns 10000 --secs 8 --modes bare,held
-//! target/release/examples/load_held server --mode held --addr 127.0.0.1:8080
-//! curl -sN http://127.0.0.1:8080/                       # a space every second
+//! cargo run --release -p load --bin load_held                   # all modes, ~100 s
+//! cargo run --release -p load --bin load_held -- client --conns 10000 --secs 8 --modes bare,held
+//! cargo run --release -p load --bin load_held -- server --mode held --addr 127.0.0.1:8080
+//! curl -sN http://127.0.0.1:8080/                               # a space every second
 //! ```
 //!
 //! The harness (`client`, the default) runs one child process per mode,
 //! `server --mode MODE --addr 127.0.0.1:0`, so that the RSS and CPU it reads
-//! from `/proc/<pid>/status` (`VmRSS`) and `/proc/<pid>/stat` (`utime` +
-//! `stime`) are the server's alone. The modes:
+//! (`load::measure`: `VmRSS` of `/proc/<pid>/status`, `utime` + `stime` of
+//! `/proc/<pid>/stat`) are the server's alone. The modes:
 //!
 //! - `bare`: a hyper `service_fn` whose handler awaits `std::future::pending()`:
 //!   hyper holds the request, nothing is written;
@@ -61,6 +60,7 @@ use http_body::Frame;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use load::measure::{self, Process};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -72,14 +72,27 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 
 const BEAT: Duration = Duration::from_secs(1);
 
+const USAGE: &str = "usage: load_held [client] [--conns N] [--secs S] [--modes M,M,...]
+       load_held server [--mode MODE] [--addr HOST:PORT] [--tasks N] [--max-secs S]
+
+  client (the default) runs one child `server` per mode and measures it:
+  --conns N     held requests (or timer tasks) per mode (10000, at most 20000)
+  --secs S      seconds over which CPU is sampled (8)
+  --modes       any of bare,held,beat,beat-tick,raw,timers,tick (all)";
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "-h" || a == "--help") {
+        println!("{USAGE}");
+        return Ok(());
+    }
     let rt = tokio::runtime::Runtime::new()?;
     match args.first().map(String::as_str) {
         Some("server") => rt.block_on(run_server(&args[1..])),
         Some("client") => rt.block_on(run_client(&args[1..])),
         None => rt.block_on(run_client(&[])),
-        Some(other) => Err(format!("unknown command {other:?} (server | client)").into()),
+        Some(other) if other.starts_with("--") => rt.block_on(run_client(&args)),
+        Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
     }
 }
 
@@ -375,17 +388,7 @@ async fn run_client(args: &[String]) -> Result<()> {
     let secs: u64 = flag(args, "--secs").unwrap_or("8").parse()?;
     let secs = secs.clamp(1, 30);
     let modes = flag(args, "--modes").unwrap_or("bare,held,beat,beat-tick,raw,timers,tick");
-    let tick = clock_ticks_per_sec();
-
-    let limit = open_files_limit()?;
-    if limit < conns as u64 + 64 {
-        return Err(format!(
-            "the open files limit is {limit}; {conns} connections need {}: run `ulimit -n {}` first",
-            conns + 64,
-            conns + 1024
-        )
-        .into());
-    }
+    measure::ensure_open_files(conns as u64 + 64)?;
     println!(
         "{conns} held requests per mode, CPU sampled over {secs} s, heartbeat every {} s; \
          server = child process, client = this process, {} cores shared",
@@ -395,7 +398,7 @@ async fn run_client(args: &[String]) -> Result<()> {
 
     let mut results = Vec::new();
     for mode in modes.split(',') {
-        let m = measure(mode, conns, secs, tick).await?;
+        let m = measure_mode(mode, conns, secs).await?;
         println!(
             "{:<5} idle {:>7} KiB  held {:>8} KiB  per response {:>6.2} KiB  \
              CPU {:>5.1} % of one core  client read {:>7.0} B/s",
@@ -438,7 +441,7 @@ async fn run_client(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measured> {
+async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
     let exe = std::env::current_exe()?;
     let count = conns.to_string();
     let mut child = Command::new(exe)
@@ -448,7 +451,7 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let pid = child.id().ok_or("the server exited at once")?;
+    let server = Process::pid(child.id().ok_or("the server exited at once")?);
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let first = timeout(Duration::from_secs(10), lines.next_line())
@@ -470,7 +473,7 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
     });
 
     sleep(Duration::from_millis(300)).await;
-    let idle_kib = rss_kib(pid)?;
+    let idle_kib = server.rss_kib()?;
     let mut stdin = child.stdin.take().ok_or("no stdin")?;
     stdin.write_all(b"go\n").await?;
 
@@ -508,15 +511,15 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
 
     // Let the held responses send their heads and first heartbeats.
     sleep(Duration::from_secs(2)).await;
-    let rss_before = rss_kib(pid)?;
-    let cpu_before = cpu_ticks(pid)?;
+    let rss_before = server.rss_kib()?;
+    let cpu_before = server.cpu_time()?;
     let bytes_before = read_bytes.load(Ordering::Relaxed);
     let started = Instant::now();
     sleep(Duration::from_secs(secs)).await;
-    let cpu_after = cpu_ticks(pid)?;
+    let cpu_after = server.cpu_time()?;
     let elapsed = started.elapsed().as_secs_f64();
     let bytes_after = read_bytes.load(Ordering::Relaxed);
-    let rss_after = rss_kib(pid)?;
+    let rss_after = server.rss_kib()?;
 
     // Kill the server first, so the TIME_WAIT sockets are its own and the
     // client's ports are free again at once.
@@ -530,7 +533,7 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
         mode: mode.to_owned(),
         idle_kib,
         held_kib: rss_before.max(rss_after),
-        cpu_percent: (cpu_after - cpu_before) as f64 / tick / elapsed * 100.0,
+        cpu_percent: cpu_after.saturating_sub(cpu_before).as_secs_f64() / elapsed * 100.0,
         client_bytes_per_sec: (bytes_after - bytes_before) as f64 / elapsed,
         conns,
     })
@@ -539,56 +542,4 @@ async fn measure(mode: &str, conns: usize, secs: u64, tick: f64) -> Result<Measu
 async fn kill(child: &mut Child) {
     let _ = child.start_kill();
     let _ = timeout(Duration::from_secs(10), child.wait()).await;
-}
-
-/// Resident set size of `pid`, from `/proc/<pid>/status`.
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "no VmRSS in /proc/<pid>/status".into())
-}
-
-/// User + system CPU time of `pid` in clock ticks, from `/proc/<pid>/stat`.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which is in parentheses and may hold
-    // spaces): state is field 3, utime 14 and stime 15.
-    let rest = stat.rsplit_once(')').ok_or("bad /proc/<pid>/stat")?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: u64 = fields.get(11).ok_or("no utime")?.parse()?;
-    let stime: u64 = fields.get(12).ok_or("no stime")?.parse()?;
-    Ok(utime + stime)
-}
-
-/// The soft limit on open files of this process (the child inherits it).
-fn open_files_limit() -> Result<u64> {
-    let limits = std::fs::read_to_string("/proc/self/limits")?;
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .ok_or("no Max open files in /proc/self/limits")?;
-    let soft = line
-        .trim_start_matches("Max open files")
-        .split_whitespace()
-        .next()
-        .ok_or("bad Max open files line")?;
-    Ok(if soft == "unlimited" {
-        u64::MAX
-    } else {
-        soft.parse()?
-    })
-}
-
-/// `getconf CLK_TCK`, the unit of `/proc/<pid>/stat` times (100 on Linux).
-fn clock_ticks_per_sec() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
 }
