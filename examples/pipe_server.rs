@@ -12,21 +12,23 @@
 //! Options: `--addr HOST:PORT` (default 127.0.0.1:9000), `--ttl SECS` (600),
 //! `--max-upload-bytes N` (1 GiB, 0 = no limit), `--reservations`,
 //! `--required-referer URL`, `--heartbeat-secs SECS` (15),
-//! `--max-waiting N` (10000), `--http1-only` (no h2c: about 8 KiB less per
-//! waiting sender, see BENCHMARKS.md). Logging: `RUST_LOG=delayed_response=debug`.
+//! `--max-waiting N` (10000), `--max-waiting-per-client N` (100),
+//! `--max-reservations-per-client N` (100), `--http1-only` (no h2c: about
+//! 8 KiB less per waiting sender, see BENCHMARKS.md). Logging: `RUST_LOG=delayed_response=debug`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
-use delayed_response::pipe::{Cut, DefaultHooks, Hooks, Pipe, Socket, Stats};
+use delayed_response::pipe::{self, Cut, DefaultHooks, Hooks, Socket, Stats};
 use delayed_response::{server, Heartbeat};
 
 mod common;
 
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
-[--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] [--http1-only]";
+[--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] \
+[--max-waiting-per-client N] [--max-reservations-per-client N] [--http1-only]";
 
 struct Args {
     addr: SocketAddr,
@@ -36,7 +38,7 @@ struct Args {
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
-    let mut pipe = Pipe::builder().hooks(Logged);
+    let mut pipe = pipe::Service::builder().hooks(Logged);
     let mut http1_only = false;
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
@@ -53,6 +55,17 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--max-waiting" => {
                 pipe = pipe.max_waiting(number(&value("--max-waiting")?, "--max-waiting")? as usize)
+            }
+            "--max-waiting-per-client" => {
+                let n = number(
+                    &value("--max-waiting-per-client")?,
+                    "--max-waiting-per-client",
+                )?;
+                pipe = pipe.max_waiting_per_client(n as usize)
+            }
+            "--max-reservations-per-client" => {
+                let name = "--max-reservations-per-client";
+                pipe = pipe.max_reservations_per_client(number(&value(name)?, name)? as usize)
             }
             "--heartbeat-secs" => {
                 let secs = number(&value("--heartbeat-secs")?, "--heartbeat-secs")?;

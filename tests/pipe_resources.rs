@@ -5,7 +5,7 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use delayed_response::pipe::Pipe;
+use delayed_response::pipe;
 use delayed_response::Heartbeat;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,7 +42,7 @@ fn post(len: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
-    let pipe = Pipe::builder()
+    let pipe = pipe::Service::builder()
         .heartbeat(Heartbeat::every(Duration::from_millis(40)))
         .ttl(Duration::from_millis(300))
         .max_upload_bytes(1000)
@@ -50,10 +50,10 @@ async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
         .build();
     let server = serve(pipe.clone()).await;
     let addr = server.addr;
-    // Let the server's accept loop settle, then take the baseline.
-    drain(get(addr, "/AAAAAAAAAAAA").await).await;
+    // The baseline: the server before any connection, plus the registry's
+    // sweeper (one task per pipe, started with its first socket, for good).
     let fds = open_fds();
-    let tasks = alive_tasks();
+    let tasks = alive_tasks() + 1;
 
     let settled = |what: &'static str| {
         let pipe = pipe.clone();
@@ -66,6 +66,14 @@ async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
             .await
         }
     };
+
+    // 0. A 404, then the first socket, which starts the sweeper.
+    drain(get(addr, "/AAAAAAAAAAAA").await).await;
+    let (mut tx, id) = open(addr, &post(2)).await;
+    tx.write_all(b"hi").await.unwrap();
+    drain(get(addr, &format!("/{id}")).await).await;
+    drain(tx).await;
+    settled("after the first transfer").await;
 
     // 1. A complete transfer.
     let (mut tx, id) = open(addr, &post(5)).await;
@@ -133,6 +141,50 @@ async fn every_ending_returns_fds_tasks_and_sockets_to_baseline() {
     )
     .await;
     settled("after a 413 and an expired reservation").await;
+
+    // 8. A sender half-closes after its whole body; the upload is kept for
+    // its receiver.
+    let (mut tx, id) = open(addr, &post(3)).await;
+    tx.write_all(b"end").await.unwrap();
+    tx.shutdown().await.unwrap();
+    drain(tx).await;
+    let mut rx = get(addr, &format!("/{id}")).await;
+    assert_eq!(read_response(&mut rx).await.text(), "end");
+    drain(rx).await;
+    settled("after a half-closed sender's upload was delivered").await;
+
+    // 9. A reservation's sender vanishes; the reservation is rearmed, then
+    // expires.
+    let mut s = send_raw(
+        addr,
+        "GET /reserve HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let text = read_response(&mut s).await.text();
+    drain(s).await;
+    let upload_url = text.lines().nth(1).unwrap();
+    let path = &upload_url[upload_url.find("/reserve/").unwrap()..];
+    let (tx, _id) = open(
+        addr,
+        &format!("POST {path} HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n"),
+    )
+    .await;
+    tx.set_zero_linger().unwrap();
+    drop(tx);
+    settled("after a rearmed reservation expired").await;
+
+    // 10. Uploads refused at a client's cap hold nothing.
+    let capped = pipe::Service::builder()
+        .max_waiting_per_client(0)
+        .reservations(true)
+        .max_reservations_per_client(0)
+        .build();
+    let capped_server = serve(capped.clone()).await;
+    let mut s = send_raw(capped_server.addr, &post(3)).await;
+    assert_eq!(read_response(&mut s).await.status, 429);
+    drain(s).await;
+    capped_server.stop().await;
+    settled("after a 429").await;
 
     server.stop().await;
 }

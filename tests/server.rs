@@ -280,7 +280,7 @@ async fn a_waiting_handle_ends_at_once_on_shutdown_even_after_progress_writes() 
 async fn shutdown_lets_a_pipe_transfer_in_progress_finish() {
     // Regression (issue 9): on SIGINT a transfer in progress was cut at once.
     use tokio::io::AsyncWriteExt;
-    let server = serve(delayed_response::pipe::Pipe::builder().build()).await;
+    let server = serve(delayed_response::pipe::Service::builder().build()).await;
     let shutdown = server.shutdown.clone();
     let addr = server.addr;
     let mut sender = send_raw(

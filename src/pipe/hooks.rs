@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 
 use crate::body::Body;
+use crate::http::text;
 
 /// A socket as the hooks see it.
 #[derive(Debug, Clone)]
@@ -29,6 +30,39 @@ pub struct Socket {
     pub content_length: Option<u64>,
     /// The query string of the upload request, if any.
     pub query: Option<String>,
+}
+
+/// A reservation as the hooks see it (`GET /reserve`).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Reservation {
+    /// The reservation's id.
+    pub id: String,
+    /// The download URL, to share with the receiver (`GET` only).
+    pub url: String,
+    /// The upload URL: it carries the secret that alone authorises the
+    /// upload, so it goes to the sender only.
+    pub upload_url: String,
+    /// Did the request ask for JSON (`Accept: application/json`)?
+    pub json: bool,
+}
+
+/// A per-client cap a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientLimit {
+    /// [`max_waiting_per_client`](super::Builder::max_waiting_per_client):
+    /// this client's senders already wait for receivers.
+    Waiting {
+        /// The cap.
+        max: usize,
+    },
+    /// [`max_reservations_per_client`](super::Builder::max_reservations_per_client):
+    /// this client holds that many reservations.
+    Reservations {
+        /// The cap.
+        max: usize,
+    },
 }
 
 /// How much went through, and how long it took.
@@ -69,7 +103,7 @@ pub enum Cut {
 ///
 /// ```
 /// use bytes::Bytes;
-/// use delayed_response::pipe::{Hooks, Pipe, Socket};
+/// use delayed_response::pipe::{self, Hooks, Socket};
 ///
 /// struct Friendly;
 ///
@@ -79,7 +113,7 @@ pub enum Cut {
 ///     }
 /// }
 ///
-/// let pipe = Pipe::builder().hooks(Friendly).build();
+/// let pipe = pipe::Service::builder().hooks(Friendly).build();
 /// # let _ = pipe;
 /// ```
 pub trait Hooks: Send + Sync + 'static {
@@ -89,10 +123,30 @@ pub trait Hooks: Send + Sync + 'static {
         Bytes::from(format!("{}\n", socket.url))
     }
 
-    /// `GET /reserve` made a reservation. Default: `200`, the id and a newline.
-    fn reserved(&self, id: &str, url: &str) -> Response<Body> {
-        let _ = url;
-        text(StatusCode::OK, format!("{id}\n"))
+    /// `GET /reserve` made a reservation. Default: `200` with two lines,
+    /// the download URL then the upload URL (or, when JSON was asked for,
+    /// `{"id": …, "download": …, "upload": …}`), and
+    /// `Cache-Control: no-store`: the upload URL is a credential.
+    fn reserved(&self, reservation: &Reservation) -> Response<Body> {
+        let mut res = if reservation.json {
+            let mut res = Response::new(Body::from(format!(
+                "{{\"id\":{},\"download\":{},\"upload\":{}}}\n",
+                json_string(&reservation.id),
+                json_string(&reservation.url),
+                json_string(&reservation.upload_url),
+            )));
+            res.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            res
+        } else {
+            text(
+                StatusCode::OK,
+                format!("{}\n{}\n", reservation.url, reservation.upload_url),
+            )
+        };
+        res.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
     }
 
     /// A receiver took the socket; the transfer starts. Default: nothing.
@@ -197,12 +251,19 @@ pub trait Hooks: Send + Sync + 'static {
         res
     }
 
+    /// The client is at one of its per-client caps; other clients are not
+    /// affected. Default: `429 Too Many Requests` with `Retry-After: 5`.
+    fn client_limit(&self, limit: ClientLimit) -> Response<Body> {
+        let reason = match limit {
+            ClientLimit::Waiting { .. } => "too many uploads from this client are waiting\n",
+            ClientLimit::Reservations { .. } => "too many reservations from this client\n",
+        };
+        crate::limit::too_many_requests(Duration::from_secs(5), reason)
+    }
+
     /// A method the path does not take. Default: `405` with `Allow`.
     fn method_not_allowed(&self, allow: &'static str) -> Response<Body> {
-        let mut res = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-        res.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(allow));
-        res
+        crate::http::method_not_allowed(allow)
     }
 }
 
@@ -212,13 +273,29 @@ pub struct DefaultHooks;
 
 impl Hooks for DefaultHooks {}
 
-/// A one-line `text/plain` response.
-pub(crate) fn text(status: StatusCode, body: impl Into<Body>) -> Response<Body> {
-    let mut res = Response::new(body.into());
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    res
+/// `s` as a JSON string literal.
+fn json_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(json_string(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(json_string("\n"), r#""\u000a""#);
+    }
 }

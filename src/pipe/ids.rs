@@ -1,4 +1,5 @@
-//! Socket ids: how they are made and which strings may be one.
+//! Socket ids: how they are made and which strings may be one; and the
+//! upload secrets of reservations.
 
 use crate::error::BoxError;
 
@@ -60,6 +61,37 @@ impl IdScheme for RandomIds {
     }
 }
 
+/// The length of an upload secret: 16 bytes (128 bits) from the OS CSPRNG,
+/// as base64url.
+pub(crate) const SECRET_LEN: usize = 22;
+
+/// A fresh upload secret.
+///
+/// # Errors
+///
+/// Only when the OS has no entropy source (the request gets `503`).
+pub(crate) fn new_secret() -> Result<String, crate::Error> {
+    Ok(crate::id::base64url(&crate::id::random_bytes::<16>()?))
+}
+
+/// Could `s` be an upload secret?
+pub(crate) fn is_secret(s: &str) -> bool {
+    s.len() == SECRET_LEN && crate::id::is_base64url(s)
+}
+
+/// Is `given` the secret `expected`? The time taken depends on the lengths
+/// only, not on where the strings differ, so it cannot be guessed byte by
+/// byte.
+pub(crate) fn secret_matches(expected: &str, given: &str) -> bool {
+    let (a, b) = (expected.as_bytes(), given.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    // Keeps the optimiser from turning the fold into an early exit.
+    std::hint::black_box(diff) == 0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,5 +118,20 @@ mod tests {
         assert!(!RandomIds.is_valid("abcdefghijk="));
         assert!(!RandomIds.is_valid("abcdefghijkéé"));
         assert!(RandomIds.is_valid("abc-_0123XYZ"));
+    }
+
+    #[test]
+    fn secrets_are_128_bits_and_compared_whole() {
+        let a = new_secret().unwrap();
+        assert_eq!(a.len(), SECRET_LEN);
+        assert!(is_secret(&a));
+        assert_ne!(a, new_secret().unwrap());
+        assert!(secret_matches(&a, &a.clone()));
+        let mut last = a.clone().into_bytes();
+        last[SECRET_LEN - 1] ^= 1;
+        assert!(!secret_matches(&a, &String::from_utf8(last).unwrap()));
+        assert!(!secret_matches(&a, &a[..SECRET_LEN - 1]));
+        assert!(!secret_matches(&a, ""));
+        assert!(!is_secret("short"));
     }
 }

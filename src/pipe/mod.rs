@@ -23,28 +23,52 @@
 //! |---|---|
 //! | `POST /`, `PUT /`, `PUT /{name}` | opens a socket: `200`, the download URL, heartbeats, then `done: …` or why it was cut |
 //! | `GET /{id}` | the upload, once: `Content-Type`, `Content-Length` when known, `Content-Disposition: attachment; filename="…"` |
-//! | `GET /reserve` (with [`reservations`](Builder::reservations)) | a fresh id (`200`, the id and a newline) |
-//! | `POST /reserve/{id}` (with reservations) | opens the reserved socket |
+//! | `GET /reserve` (with [`reservations`](Builder::reservations)) | a reservation: `200` with two lines, the download URL to share, then the upload URL with its secret (JSON `{"id", "download", "upload"}` with `Accept: application/json`) |
+//! | `POST /reserve/{id}/{secret}` (with reservations) | opens the reserved socket, as `POST /` does |
 //!
 //! Raw uploads (`curl -T`, `--data-binary`, chunked or with `Content-Length`)
 //! are forwarded frame by frame, without copies. For multipart uploads
 //! (`curl -F f=@file`) the first part with a file name is streamed; its
 //! `Content-Type` and file name are forwarded.
 //!
+//! # Who may do what
+//!
+//! The download id allows one `GET`, nothing else. A reservation's upload is
+//! authorised by a secret of its own (128 bits from the OS CSPRNG, compared
+//! in constant time) that only the client that asked `GET /reserve` got:
+//! a download link that leaks lets its finder download, never upload. In
+//! the ephemeral mode (`POST /`) there is nothing to authorise: the
+//! sender's request is the upload, and closing it cancels the socket; so no
+//! secret is handed out there, and no route takes a download id to change a
+//! socket (`PUT /{id}` uploads a new file named like it).
+//!
+//! Beside the global cap ([`max_waiting`](Builder::max_waiting)), each
+//! client may have [`max_waiting_per_client`](Builder::max_waiting_per_client)
+//! uploads waiting and hold
+//! [`max_reservations_per_client`](Builder::max_reservations_per_client)
+//! reservations; one at its cap gets `429` with `Retry-After`, and others
+//! are unaffected. Clients are told apart by
+//! [`ClientKey`](crate::limit::ClientKey): a key the application puts in the
+//! request's extensions, else the peer's address (behind a reverse proxy,
+//! supply a key: every request comes from the proxy).
+//!
 //! # Errors
 //!
 //! | case | answer |
 //! |---|---|
-//! | unknown, used or malformed id; stray path | `404` |
+//! | unknown, used or malformed id; stray path; an upload URL with a wrong or no secret | `404` |
 //! | `GET` of a reservation no upload has opened | `409`, the reservation is kept |
+//! | the upload fails before its first byte (a raw upload, or a multipart one before its file part) | the receiver gets `502`; a reservation is kept for another upload until its TTL |
 //! | declared `Content-Length` over the limit | `413`, the body is not read |
 //! | chunked upload passing the limit | the receiver's body ends abnormally (curl exit 18); the sender gets `cut: …` |
 //! | sender leaves mid-transfer | the receiver's body ends abnormally, at once |
 //! | receiver leaves mid-transfer | the sender's response ends with `cut: the receiver went away …` |
-//! | sender leaves while waiting | the id is freed within two heartbeat intervals |
+//! | sender leaves while waiting | the id is freed within two heartbeat intervals (a reservation is kept for another upload) |
+//! | sender leaves (or half-closes, as `nc -N` does) after its whole upload arrived | the upload is kept for its receiver, until the TTL |
 //! | nobody asks within the TTL | the sender's response ends with `timeout: …` |
 //! | `GET /reserve` without the required Referer/Origin | `403` |
 //! | too many sockets waiting | `503` with `Retry-After` |
+//! | this client has too many uploads waiting, or reservations | `429` with `Retry-After` |
 //!
 //! Every answer comes from a [`Hooks`] method with a default; override the
 //! ones you want.
@@ -56,6 +80,8 @@
 //! | [`ttl`](Builder::ttl) | 600 s ([`DEFAULT_TTL`]), from creation or reservation |
 //! | [`max_upload_bytes`](Builder::max_upload_bytes) | 1 GiB ([`DEFAULT_MAX_UPLOAD_BYTES`]); 0 = no limit |
 //! | [`max_waiting`](Builder::max_waiting) | 10 000 sockets ([`DEFAULT_MAX_WAITING`]) |
+//! | [`max_waiting_per_client`](Builder::max_waiting_per_client) | 100 ([`DEFAULT_MAX_WAITING_PER_CLIENT`]) |
+//! | [`max_reservations_per_client`](Builder::max_reservations_per_client) | 100 ([`DEFAULT_MAX_RESERVATIONS_PER_CLIENT`]) |
 //! | [`reservations`](Builder::reservations) | off |
 //! | [`required_referer`](Builder::required_referer) | none |
 //! | [`heartbeat`](Builder::heartbeat) | a space every 15 s ([`DEFAULT_HEARTBEAT`]) |
@@ -69,10 +95,10 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use delayed_response::{pipe::Pipe, server};
+//! use delayed_response::{pipe, server};
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let pipe = Pipe::builder().ttl(Duration::from_secs(300)).build();
+//! let pipe = pipe::Service::builder().ttl(Duration::from_secs(300)).build();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
 //! server::serve(listener, pipe, async {
 //!     let _ = tokio::signal::ctrl_c().await;
@@ -85,11 +111,11 @@
 //! download URL includes the prefix):
 //!
 //! ```
-//! use delayed_response::pipe::Pipe;
+//! use delayed_response::pipe;
 //!
 //! let app: axum::Router = axum::Router::new().nest_service(
 //!     "/pipe",
-//!     Pipe::builder().base_url("https://example.com/pipe").build(),
+//!     pipe::Service::builder().base_url("https://example.com/pipe").build(),
 //! );
 //! # let _ = app;
 //! ```
@@ -101,16 +127,38 @@
 //! heartbeat intervals). A transfer in progress has no time limit. Memory per
 //! transfer is bounded by hyper's connection buffers (plus one frame for
 //! multipart parsing).
+//!
+//! The receiver's response head waits for the upload's first byte, so that
+//! a `200` always has data behind it.
+//!
+//! A sender that half-closes its connection after its whole body (`nc -N`,
+//! some HTTP clients) is gone for hyper, which closes the connection: its
+//! upload, already read in full, is delivered to the receiver, but its own
+//! response ends without the `done:` line. (hyper keeps such a connection
+//! open only when built with `half_close(true)`, which would also hide
+//! clients that leave a long-poll.)
 
+mod body;
+mod builder;
+mod headers;
 mod hooks;
 mod ids;
+mod receiver;
 mod registry;
+mod reserve;
+mod routes;
+mod sender;
 mod service;
 mod transfer;
 
-pub use hooks::{Cut, DefaultHooks, Hooks, Socket, Stats};
-pub use ids::{IdScheme, RandomIds, RANDOM_ID_LEN};
-pub use service::{
-    Builder, Pipe, PipeFuture, DEFAULT_HEARTBEAT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING,
-    DEFAULT_TTL,
+pub use builder::{
+    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES,
+    DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
 };
+pub use hooks::{ClientLimit, Cut, DefaultHooks, Hooks, Reservation, Socket, Stats};
+pub use ids::{IdScheme, RandomIds, RANDOM_ID_LEN};
+pub use service::Service;
+
+/// The future of [`Service`]'s `hyper` and `tower` `call`: it never fails,
+/// every problem is an HTTP answer.
+pub use crate::http::ResponseFuture;

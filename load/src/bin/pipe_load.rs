@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use delayed_response::pipe::Pipe;
+use delayed_response::pipe;
 use delayed_response::{server, Heartbeat};
 use load::measure::{self, Process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -105,11 +105,13 @@ where
 async fn serve_pipe(heartbeat_ms: u64) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
-    let pipe = Pipe::builder()
+    let pipe = pipe::Service::builder()
         .hooks(FrameCount::default())
         .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
         .max_upload_bytes(0)
         .max_waiting(1_000_000)
+        // Every idle waiter comes from this one machine.
+        .max_waiting_per_client(usize::MAX)
         .build();
     serve(listener, pipe).await;
 }

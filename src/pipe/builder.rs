@@ -1,0 +1,175 @@
+//! The pipe's settings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::hooks::{DefaultHooks, Hooks};
+use super::ids::{IdScheme, RandomIds};
+use super::service::Service;
+use crate::delayed::Heartbeat;
+
+/// The default [`Builder::ttl`]: 600 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(600);
+/// The default [`Builder::max_upload_bytes`]: 1 GiB.
+pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 1 << 30;
+/// The default [`Builder::max_waiting`]: 10 000 sockets.
+pub const DEFAULT_MAX_WAITING: usize = 10_000;
+/// The default [`Builder::max_waiting_per_client`]: 100 sockets.
+pub const DEFAULT_MAX_WAITING_PER_CLIENT: usize = 100;
+/// The default [`Builder::max_reservations_per_client`]: 100 reservations.
+pub const DEFAULT_MAX_RESERVATIONS_PER_CLIENT: usize = 100;
+/// The default heartbeat interval of a waiting sender: 15 s.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Settings for a [`Service`]; see [`Service::builder`].
+#[must_use]
+#[derive(Clone)]
+pub struct Builder {
+    pub(super) ttl: Duration,
+    pub(super) max_upload_bytes: u64,
+    pub(super) max_waiting: usize,
+    pub(super) max_waiting_per_client: usize,
+    pub(super) max_reservations_per_client: usize,
+    pub(super) reservations: bool,
+    pub(super) required_referer: Option<String>,
+    pub(super) heartbeat: Heartbeat,
+    pub(super) base_url: Option<String>,
+    pub(super) ids: Arc<dyn IdScheme>,
+    pub(super) hooks: Arc<dyn Hooks>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("ttl", &self.ttl)
+            .field("max_upload_bytes", &self.max_upload_bytes)
+            .field("max_waiting", &self.max_waiting)
+            .field("max_waiting_per_client", &self.max_waiting_per_client)
+            .field(
+                "max_reservations_per_client",
+                &self.max_reservations_per_client,
+            )
+            .field("reservations", &self.reservations)
+            .field("required_referer", &self.required_referer)
+            .field("heartbeat", &self.heartbeat)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            ttl: DEFAULT_TTL,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            max_waiting: DEFAULT_MAX_WAITING,
+            max_waiting_per_client: DEFAULT_MAX_WAITING_PER_CLIENT,
+            max_reservations_per_client: DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
+            reservations: false,
+            required_referer: None,
+            heartbeat: Heartbeat::every(DEFAULT_HEARTBEAT),
+            base_url: None,
+            ids: Arc::new(RandomIds),
+            hooks: Arc::new(DefaultHooks),
+        }
+    }
+}
+
+impl Builder {
+    /// How long a socket waits for its receiver, counted from its creation
+    /// (or its reservation; opening a reservation does not renew it). A
+    /// transfer in progress has no time limit. `Duration::MAX` means no TTL
+    /// (in practice: a century).
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// The most bytes an upload may carry; `0` disables the limit. A larger
+    /// declared `Content-Length` gets `413` before anything is read; a
+    /// chunked upload that passes it is cut (the receiver's body ends
+    /// abnormally and the sender's response says why). For multipart uploads
+    /// the whole request body counts.
+    pub fn max_upload_bytes(mut self, bytes: u64) -> Self {
+        self.max_upload_bytes = bytes;
+        self
+    }
+
+    /// The most sockets that may wait (reserved or opened, not yet taken) at
+    /// once, all clients together; past it, new ones get `503`.
+    pub fn max_waiting(mut self, sockets: usize) -> Self {
+        self.max_waiting = sockets;
+        self
+    }
+
+    /// The most uploads one client may have waiting for their receivers at
+    /// once; past it, its new ones get `429` with `Retry-After` (from
+    /// [`Hooks::client_limit`](super::Hooks::client_limit)) while other
+    /// clients go on. A client is told apart by
+    /// [`ClientKey`](crate::limit::ClientKey): the application's key in the
+    /// request's extensions, else the peer's address. Default: 100.
+    pub fn max_waiting_per_client(mut self, sockets: usize) -> Self {
+        self.max_waiting_per_client = sockets;
+        self
+    }
+
+    /// The most reservations one client (the one that asked `GET /reserve`)
+    /// may hold at once, opened or not, until they are taken or expire;
+    /// past it, `429` as for [`max_waiting_per_client`](Self::max_waiting_per_client).
+    /// Default: 100.
+    pub fn max_reservations_per_client(mut self, reservations: usize) -> Self {
+        self.max_reservations_per_client = reservations;
+        self
+    }
+
+    /// Turns on `GET /reserve` (a download URL, and an upload URL with a
+    /// secret) and `POST /reserve/{id}/{secret}` (opens it), for browsers
+    /// that cannot read a streaming POST response.
+    pub fn reservations(mut self, on: bool) -> Self {
+        self.reservations = on;
+        self
+    }
+
+    /// Requires this `Referer` on `GET /reserve`: the request passes when its
+    /// `Referer` equals `url` exactly, or its `Origin` equals the origin
+    /// (scheme, host and port) of `url`. Others get `403`.
+    pub fn required_referer(mut self, url: impl Into<String>) -> Self {
+        self.required_referer = Some(url.into());
+        self
+    }
+
+    /// The heartbeat of a waiting sender's response. Its writes keep the
+    /// response alive behind proxies, and a failed one is how a sender that
+    /// left is noticed (within two intervals). Default: a space every 15 s.
+    pub fn heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// The base of download URLs, for a pipe behind a proxy or nested under
+    /// a path (`https://example.com/pipe` gives `https://example.com/pipe/{id}`).
+    /// Default: `http://{Host}`.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        let url = url.into();
+        self.base_url = Some(url.trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// The id scheme (default [`RandomIds`]).
+    pub fn ids(mut self, ids: impl IdScheme) -> Self {
+        self.ids = Arc::new(ids);
+        self
+    }
+
+    /// The event hooks (default [`DefaultHooks`]).
+    pub fn hooks(mut self, hooks: impl Hooks) -> Self {
+        self.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// Builds the service.
+    pub fn build(self) -> Service {
+        Service::from_builder(self)
+    }
+}
