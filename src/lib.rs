@@ -50,6 +50,8 @@
 //! | `park` | yes | async request-reply (getrandom) |
 //! | `pipe` | yes | the ephemeral pipe service (getrandom, multer) |
 //! | `signal` | yes | SSE signalling swarms (getrandom, form_urlencoded) |
+//! | `hub` | no | pub/sub channels with history, presence and auth over SSE and long-poll, on a backplane (getrandom, form_urlencoded) |
+//! | `jwt` | no | `hub::JwtAuthorizer`, HS256 tokens (jsonwebtoken) |
 //! | `testing` | no | `testing::RouterSim` |
 //! | `full` | no | all of the above |
 //!
@@ -97,11 +99,20 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "hub")]
+pub mod backplane;
 mod body;
 pub mod delayed;
 mod error;
 mod http;
-#[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
+#[cfg(feature = "hub")]
+pub mod hub;
+#[cfg(any(
+    feature = "park",
+    feature = "pipe",
+    feature = "signal",
+    feature = "hub"
+))]
 mod id;
 #[cfg(feature = "park")]
 pub mod park;
