@@ -49,9 +49,21 @@ struct Channel {
     listeners: usize,
     /// Dropped from the map by `sweep`: a publish that raced it looks again.
     removed: bool,
+    /// The last publish, read or listen, and the history age asked then:
+    /// an idle channel is kept that long, so that a cursor of its epoch
+    /// stays good while history could still cover it.
+    touched: Instant,
+    max_age: Duration,
 }
 
 impl Channel {
+    /// Notes use now with `retention`, and applies it.
+    fn touch(&mut self, retention: Retention, now: Instant) {
+        self.touched = now;
+        self.max_age = retention.max_age;
+        self.evict(retention, now);
+    }
+
     fn evict(&mut self, retention: Retention, now: Instant) {
         while let Some((message, at)) = self.ring.front() {
             let too_many = self.ring.len() > retention.max_messages;
@@ -103,6 +115,8 @@ impl MemoryBackplane {
             evicted_through: 0,
             listeners: 0,
             removed: false,
+            touched: Instant::now(),
+            max_age: Duration::ZERO,
         }));
         channels.insert(name, channel.clone());
         Ok(channel)
@@ -141,7 +155,7 @@ impl MemoryBackplane {
             };
             let now = Instant::now();
             ch.ring.push_back((message.clone(), now));
-            ch.evict(retention, now);
+            ch.touch(retention, now);
             // Delivered under the channel's lock: two publishes to one
             // channel reach every node in position order.
             let mut count = 0;
@@ -163,7 +177,7 @@ impl MemoryBackplane {
     ) -> Result<History, Error> {
         let state = self.channel(channel)?;
         let mut ch = lock(&state);
-        ch.evict(retention, Instant::now());
+        ch.touch(retention, Instant::now());
         let head = ch.head();
         let replay = match after {
             None => Replay::Messages(Vec::new()),
@@ -213,6 +227,7 @@ impl Backplane for MemoryBackplane {
         if let Some(state) = state {
             let mut ch = lock(&state);
             ch.listeners = ch.listeners.saturating_sub(1);
+            ch.touched = Instant::now();
         }
     }
 
@@ -327,12 +342,20 @@ impl Backplane for MemoryBackplane {
     }
 
     fn sweep(&self) {
+        let now = Instant::now();
         let mut channels = lock(&self.channels);
         channels.retain(|_, state| {
             let mut ch = lock(state);
-            // A channel with no messages left and nobody listening: its
-            // epoch goes with it (a later cursor for it gets a gap).
-            let keep = ch.listeners > 0 || !ch.ring.is_empty();
+            let retention = Retention {
+                max_messages: usize::MAX,
+                max_age: ch.max_age,
+            };
+            ch.evict(retention, now);
+            // A channel with no messages left, nobody listening, and idle
+            // for its history age: its epoch goes with it (a later cursor
+            // for it gets a gap, as its history would be gone anyway).
+            let idle = now.saturating_duration_since(ch.touched) > ch.max_age;
+            let keep = ch.listeners > 0 || !ch.ring.is_empty() || !idle;
             ch.removed = !keep;
             keep
         });
@@ -457,14 +480,18 @@ mod tests {
         assert!(b.presence("c").await.unwrap().is_empty());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn sweep_drops_idle_empty_channels_and_their_epoch() {
         let b = MemoryBackplane::new();
         let first = b.history_now("c", None, KEEP).unwrap().head;
         b.sweep();
+        assert_eq!(b.history_now("c", None, KEEP).unwrap().head, first);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        b.sweep();
         let second = b.history_now("c", None, KEEP).unwrap().head;
         assert_ne!(first.epoch, second.epoch);
         b.listen("c");
+        tokio::time::advance(Duration::from_secs(61)).await;
         b.sweep();
         assert_eq!(b.history_now("c", None, KEEP).unwrap().head, second);
     }

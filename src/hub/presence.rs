@@ -25,11 +25,24 @@ const IDLE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Deadlines of this node (grace windows, leases), and the task that
 /// sleeps until the next one. One per hub, not one per connection.
-#[derive(Default)]
 pub(crate) struct Sweeper {
     deadlines: Mutex<BinaryHeap<Reverse<Instant>>>,
     notify: Arc<Notify>,
     started: AtomicBool,
+    /// When the backplane's housekeeping last ran (it scans every channel,
+    /// so it runs at most every `IDLE_SWEEP`).
+    housekeeping: Mutex<Instant>,
+}
+
+impl Default for Sweeper {
+    fn default() -> Self {
+        Sweeper {
+            deadlines: Mutex::default(),
+            notify: Arc::default(),
+            started: AtomicBool::new(false),
+            housekeeping: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl Sweeper {
@@ -209,7 +222,18 @@ impl Inner {
             }
             Err(error) => tracing::warn!(%error, "presence expiry failed"),
         }
-        self.config.backplane.sweep();
+        let now = Instant::now();
+        let due = {
+            let mut last = lock(&self.sweeper.housekeeping);
+            let due = now.duration_since(*last) >= IDLE_SWEEP;
+            if due {
+                *last = now;
+            }
+            due
+        };
+        if due {
+            self.config.backplane.sweep();
+        }
     }
 }
 
