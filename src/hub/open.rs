@@ -226,13 +226,14 @@ pub(crate) async fn sse(inner: &Arc<Inner>, parts: &Parts, ask: Ask) -> Response
     // Registered before anything awaits: from here on, dropping this future
     // (the client left) drops `response`, whose outcome hook closes `conn`.
     inner.register(&conn);
-    let key = format!("{}-{}", inner.node, id);
-    inner
-        .join_presence(&conn.identity, &conn.channels, &key, None)
-        .await;
     match inner.histories(&conn.channels, ask.cursor.as_deref()).await {
         Ok(histories) => {
             go_live(&conn, histories, ask.cursor.as_deref(), inner.config.retry);
+            // After going live, so that the stream sees its own `join`.
+            let key = format!("{}-{}", inner.node, id);
+            inner
+                .join_presence(&conn.identity, &conn.channels, &key, None)
+                .await;
             response.await
         }
         Err(error) => {
@@ -265,13 +266,14 @@ pub(crate) async fn subscription(inner: &Arc<Inner>, ask: Ask) -> Result<Subscri
         conn: id,
         channels: ask.channels,
     };
-    let key = format!("{}-{}", inner.node, id);
-    inner
-        .join_presence(&conn.identity, &conn.channels, &key, None)
-        .await;
     let histories = inner
         .histories(&conn.channels, ask.cursor.as_deref())
         .await?;
     go_live(&conn, histories, ask.cursor.as_deref(), inner.config.retry);
+    // After going live, so that the subscriber sees its own `join`.
+    let key = format!("{}-{}", inner.node, id);
+    inner
+        .join_presence(&conn.identity, &conn.channels, &key, None)
+        .await;
     Ok(subscription)
 }

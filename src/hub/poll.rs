@@ -306,12 +306,17 @@ pub(crate) async fn poll(inner: &Arc<Inner>, parts: &Parts, ask: Ask) -> Respons
             }
         })
         .start(async move {
-            notify.notified().await;
-            let mut st = lock(&conn.state);
-            st.ended = true;
-            st.pending_bytes = 0;
-            let messages = std::mem::take(&mut st.pending);
-            answer(&messages, &cursor::format(&st.positions), false)
+            loop {
+                notify.notified().await;
+                let mut st = lock(&conn.state);
+                if st.pending.is_empty() && !st.ended {
+                    continue;
+                }
+                st.ended = true;
+                st.pending_bytes = 0;
+                let messages = std::mem::take(&mut st.pending);
+                return answer(&messages, &cursor::format(&st.positions), false);
+            }
         })
         .await
 }

@@ -231,7 +231,7 @@ impl Conn {
             if st.live {
                 st.positions[i] = m.position;
             }
-            if let Sink::Poll(notify) = &self.sink {
+            if let (true, Sink::Poll(notify)) = (st.live, &self.sink) {
                 notify.notify_one();
             }
             return Offer::Sent;
