@@ -463,3 +463,27 @@ async fn stats_count_channels_connections_and_messages() {
     assert_eq!(stats["messages_out"], 2);
     server.stop().await;
 }
+
+// ---- tower ----
+
+#[tokio::test]
+async fn the_service_mounts_under_axum_nest_service() {
+    let hub = open().build();
+    let app = axum::Router::new().nest_service("/hub", hub.service());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut sub = SseStream::open(addr, "/hub/sub/news").await;
+    assert_eq!(sub.status, 200);
+    let res = publish_at(addr, "/hub/pub/news", "via axum").await;
+    assert_eq!(res.status, 201);
+    assert_eq!(next(&mut sub).await.data, "via axum");
+    let res = get_raw(addr, "/hub/stats", "").await;
+    assert_eq!(json(&res)["connections"], 1);
+    assert_eq!(get_raw(addr, "/hub/nope", "").await.status, 404);
+    task.abort();
+}
+
+async fn publish_at(addr: SocketAddr, path: &str, body: &str) -> RawResponse {
+    post(addr, path, Some("text/plain"), body).await
+}
