@@ -37,6 +37,10 @@
 //!   later download, nothing stored.
 //! - [`park`] (feature `park`): async request-reply, timed-out work parked
 //!   behind `202 Accepted` + `Location`, and `Prefer` (RFC 7240).
+//! - `hub` (feature `hub`): pub/sub channels over SSE and long-poll, with
+//!   cursors and replay, presence, JWT auth (feature `jwt`) and abuse limits.
+//! - `backplane` (feature `hub`): where the hub's history, presence and
+//!   fan-out live; in memory by default.
 //! - [`proxy`]: heartbeat and deadline presets for Heroku, AWS ALB, nginx,
 //!   Cloudflare and GCP load balancers.
 //! - `testing` (feature `testing`): a proxy simulator for tests under paused
@@ -93,6 +97,7 @@
 //! | server shutdown grace period | 10 s ([`server::DEFAULT_GRACE_PERIOD`]) |
 //! | SSE keep-alive | 15 s ([`sse::DEFAULT_KEEP_ALIVE`]) |
 //! | signal POST body limit, per-peer queue | 10 KiB, 64 KiB (see [`signal`]) |
+//! | hub history, grace window, body cap, per-stream queue | 100 messages / 5 min, 5 s, 64 KiB, 256 KiB (see `hub`) |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
