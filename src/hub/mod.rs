@@ -22,7 +22,7 @@
 //! | `GET /sub?channel=a&channel=b` | one stream of several channels (at most 32); `event:` names the channel |
 //! | `GET /poll/{channel}?cursor=…`, `GET /poll?channel=…&cursor=…` | long-poll: `200` `{"messages": [...], "cursor": "...", "gap": bool}` |
 //! | `GET /presence/{channel}` | `200` `{"channel": …, "users": [{"user", "connections", "info"}]}` |
-//! | `GET /stats` | `200` [`Stats`] as JSON |
+//! | `GET /stats` | `200` [`Stats`] as JSON (open to anyone: mount the service behind your own auth to hide it) |
 //!
 //! Refusals are one line of `text/plain`: a bad channel name, too many
 //! channels, a reserved name on a multiplexed stream (`message`, `join`,
