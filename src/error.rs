@@ -50,6 +50,8 @@ pub(crate) enum Kind {
     Dropped,
     #[error("a limit was exceeded")]
     Limit,
+    #[error("invalid input")]
+    Invalid,
     #[error("i/o error")]
     Io,
     #[error("the response has already ended")]
@@ -124,6 +126,12 @@ impl Error {
     /// A configured limit (bytes, connections, queue size) was exceeded.
     pub fn is_limit(&self) -> bool {
         self.inner.kind == Kind::Limit
+    }
+
+    /// An argument was invalid (a hub channel name or cursor that breaks
+    /// the rules, say); the error's `source` says which rule.
+    pub fn is_invalid(&self) -> bool {
+        self.inner.kind == Kind::Invalid
     }
 
     /// An I/O error (accepting connections, reading a socket).

@@ -40,6 +40,10 @@
 //! - [`park`] (feature `park`): async request-reply, timed-out work parked
 //!   behind `202 Accepted` + `Location`, and `Prefer` (RFC 7240); an
 //!   [`OnDeadline`](delayed::OnDeadline) hook on the core.
+//! - `hub` (feature `hub`): pub/sub channels over SSE and long-poll, with
+//!   cursors and replay, presence, JWT auth (feature `jwt`) and abuse limits.
+//! - `backplane` (feature `hub`): where the hub's history, presence and
+//!   fan-out live; in memory by default.
 //! - [`proxy`]: heartbeat and deadline presets for Heroku, AWS ALB, nginx,
 //!   Cloudflare and GCP load balancers.
 //! - `testing` (feature `testing`): a proxy simulator for tests under paused
@@ -76,6 +80,8 @@
 //! | `park` | yes | async request-reply (getrandom) |
 //! | `pipe` | yes | the ephemeral pipe service (getrandom, multer) |
 //! | `signal` | yes | SSE signalling swarms (getrandom, form_urlencoded) |
+//! | `hub` | no | pub/sub channels with history, presence and auth over SSE and long-poll, on a backplane (getrandom, form_urlencoded) |
+//! | `jwt` | no | `hub::JwtAuthorizer`, HS256 tokens (jsonwebtoken) |
 //! | `testing` | no | `testing::RouterSim` |
 //! | `full` | no | all of the above |
 //!
@@ -125,17 +131,27 @@
 //! | signal open streams, open swarms, POST rate, per client | 64, 16, no limit (see [`signal`]) |
 //! | park: jobs in a store (running + finished), running jobs per client | 10,000, 100 (see [`park`]) |
 //! | park: bytes of stored results in all, per client, per result | 64 MiB, 16 MiB, 1 MiB |
+//! | hub history, grace window, body cap, per-stream queue | 100 messages / 5 min, 5 s, 64 KiB, 256 KiB (see `hub`) |
 //!
 //! 15 s keeps a connection open behind Heroku (first byte within 30 s, then
 //! one every 55 s), AWS ALB and nginx (60 s idle) and Cloudflare (100 s).
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "hub")]
+pub mod backplane;
 mod body;
 pub mod delayed;
 mod error;
 mod http;
-#[cfg(any(feature = "park", feature = "pipe", feature = "signal"))]
+#[cfg(feature = "hub")]
+pub mod hub;
+#[cfg(any(
+    feature = "park",
+    feature = "pipe",
+    feature = "signal",
+    feature = "hub"
+))]
 mod id;
 pub mod limit;
 #[cfg(feature = "park")]

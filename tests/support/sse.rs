@@ -48,8 +48,22 @@ impl SseStream {
     }
 
     /// Like [`open`](Self::open), on a socket the caller connected.
-    pub async fn on(mut stream: TcpStream, path: &str) -> SseStream {
-        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n\r\n");
+    pub async fn on(stream: TcpStream, path: &str) -> SseStream {
+        SseStream::on_with(stream, path, "").await
+    }
+
+    /// Like [`open`](Self::open), with extra header lines (each ending in
+    /// `\r\n`).
+    pub async fn open_with(addr: SocketAddr, path: &str, headers: &str) -> SseStream {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        SseStream::on_with(stream, path, headers).await
+    }
+
+    /// Like [`on`](Self::on), with extra header lines.
+    pub async fn on_with(mut stream: TcpStream, path: &str, headers: &str) -> SseStream {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: text/event-stream\r\n{headers}\r\n"
+        );
         stream.write_all(req.as_bytes()).await.unwrap();
         let mut raw = Vec::new();
         let head_end = within("an SSE response head", async {

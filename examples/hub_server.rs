@@ -1,0 +1,102 @@
+//! A chat on the hub: a page at `/` (plain HTML and JS), `POST /login`, and
+//! the hub's routes under `/hub/` (pub/sub over SSE and long-poll, presence,
+//! JWT auth).
+//!
+//! Run it with:
+//!
+//! ```text
+//! cargo run --features jwt --example hub_server -- [--addr 127.0.0.1:9000] \
+//!     [--secret KEY] [--open-publish] [--history N] [--http1-only] [--no-limits]
+//! ```
+//!
+//! then open <http://127.0.0.1:9000/> in two browser windows, or try:
+//!
+//! ```text
+//! curl -N http://127.0.0.1:9000/hub/sub/news            # an SSE stream
+//! curl -d hello http://127.0.0.1:9000/hub/pub/news      # with --open-publish: 201 {"id", "subscribers": 1}
+//! curl 'http://127.0.0.1:9000/hub/poll/news?cursor=ID'  # long-poll from a cursor
+//! curl http://127.0.0.1:9000/hub/stats
+//! ```
+//!
+//! Without `--secret` a random key is made at start (logins then last as
+//! long as the process). Logs go to stderr.
+
+use std::convert::Infallible;
+
+use delayed_response::server::Server;
+use hyper::service::service_fn;
+
+#[path = "hub/app.rs"]
+mod app;
+mod common;
+
+const USAGE: &str = "usage: hub_server [--addr HOST:PORT] [--secret KEY] [--open-publish] \
+                     [--history N] [--http1-only] [--no-limits]";
+
+struct Args {
+    addr: String,
+    options: app::Options,
+    http1_only: bool,
+}
+
+fn args() -> Args {
+    let mut out = Args {
+        addr: "127.0.0.1:9000".to_string(),
+        options: app::Options {
+            secret: Vec::new(),
+            open_publish: false,
+            history: delayed_response::hub::DEFAULT_HISTORY,
+            no_limits: false,
+        },
+        http1_only: false,
+    };
+    let mut args = std::env::args().skip(1);
+    let fail = |problem: String| -> ! {
+        eprintln!("hub_server: {problem}\n{USAGE}");
+        std::process::exit(2);
+    };
+    while let Some(arg) = args.next() {
+        let mut value = |name: &str| {
+            args.next()
+                .unwrap_or_else(|| fail(format!("{name} needs a value")))
+        };
+        match arg.as_str() {
+            "--addr" => out.addr = value("--addr"),
+            "--secret" => out.options.secret = value("--secret").into_bytes(),
+            "--history" => {
+                out.options.history = value("--history")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--history takes a number".into()))
+            }
+            "--open-publish" => out.options.open_publish = true,
+            "--http1-only" => out.http1_only = true,
+            "--no-limits" => out.options.no_limits = true,
+            other => fail(format!("unknown argument {other:?}")),
+        }
+    }
+    if out.options.secret.is_empty() {
+        let mut key = [0u8; 32];
+        if let Err(e) = getrandom::fill(&mut key) {
+            fail(format!("no --secret, and no randomness for a key: {e}"));
+        }
+        out.options.secret = key.to_vec();
+    }
+    out
+}
+
+#[tokio::main]
+async fn main() {
+    common::init_tracing();
+    let args = args();
+    let app = app::App::new(&args.options);
+    let listener = common::listen(&args.addr).await;
+    let service = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.respond(req).await) }
+    });
+    let server = Server::new().http1_only(args.http1_only);
+    if let Err(e) = server.serve(listener, service, common::ctrl_c()).await {
+        eprintln!("server error: {e}");
+        std::process::exit(1);
+    }
+}
