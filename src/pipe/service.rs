@@ -136,7 +136,8 @@ impl Builder {
 
     /// The base of download URLs, for a pipe behind a proxy or nested under
     /// a path (`https://example.com/pipe` gives `https://example.com/pipe/{id}`).
-    /// Default: `http://{Host}`.
+    /// Default: `http://{Host}` (`https://{Host}` for a request that came
+    /// over TLS to [`server::Server`](crate::server::Server)).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
         self.base_url = Some(url.trim_end_matches('/').to_owned());
@@ -385,7 +386,12 @@ impl Inner {
             .or_else(|| parts.uri.authority().map(|a| a.as_str()))
             .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
             .unwrap_or("localhost");
-        format!("http://{host}/{id}")
+        // `server::Server` marks requests that came over TLS.
+        let scheme = match parts.extensions.get::<http::uri::Scheme>() {
+            Some(scheme) if *scheme == http::uri::Scheme::HTTPS => "https",
+            _ => "http",
+        };
+        format!("{scheme}://{host}/{id}")
     }
 
     /// `POST /`, `PUT /{name}`, `POST /reserve/{id}`: the sender's response

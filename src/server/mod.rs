@@ -25,6 +25,17 @@
 mod accept;
 mod conn;
 mod driver;
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(feature = "tls")]
+pub use tls::load_tls_config;
+/// rustls, as this crate uses it (feature `tls`): for a
+/// [`ServerConfig`](rustls::ServerConfig) of your own.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
+#[cfg(feature = "tls")]
+pub use tokio_rustls::TlsAcceptor;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -150,6 +161,8 @@ pub struct Server {
     idle_timeout: Duration,
     max_connections: usize,
     max_concurrent_streams: u32,
+    #[cfg(feature = "tls")]
+    tls: Option<tls::Tls>,
 }
 
 impl Default for Server {
@@ -162,6 +175,8 @@ impl Default for Server {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -231,6 +246,52 @@ impl Server {
     /// first bytes to tell the protocols apart, without buffering them).
     pub fn http1_only(mut self, yes: bool) -> Self {
         self.http1_only = yes;
+        self
+    }
+
+    /// Serves HTTPS with this TLS acceptor (feature `tls`): a
+    /// [`TlsAcceptor`], or an `Arc<`[`rustls::ServerConfig`]`>` (see
+    /// [`load_tls_config`]).
+    ///
+    /// The ALPN protocol the handshake negotiates picks HTTP/2 (`h2`) or
+    /// HTTP/1.1 (`http/1.1`, also for a client that offers none). A
+    /// configuration that offers no ALPN protocols is served as if it
+    /// offered both (HTTP/1.1 alone with [`http1_only`](Self::http1_only)),
+    /// and `http1_only` takes `h2` out of one that offers it.
+    ///
+    /// The handshake is part of reading the first request: it counts
+    /// against the connection cap and must be done, with the first request
+    /// head, within the [header read timeout](Self::header_read_timeout),
+    /// so a client that connects and stays silent is closed then. A failed
+    /// handshake closes its connection and is logged at DEBUG. Requests
+    /// carry [`Scheme::HTTPS`](http::uri::Scheme::HTTPS) in their
+    /// extensions (absent on a plain connection).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use delayed_response::server::{self, Server};
+    /// # use std::convert::Infallible;
+    /// # use delayed_response::Body;
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// # let service = hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    /// #     Ok::<_, Infallible>(http::Response::new(Body::from("hi")))
+    /// # });
+    /// let config = server::load_tls_config("cert.pem", "key.pem")?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+    /// Server::new()
+    ///     .tls(Arc::new(config))
+    ///     .serve(listener, service, async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, acceptor: impl Into<TlsAcceptor>) -> Self {
+        self.tls = Some(tls::Tls(acceptor.into()));
         self
     }
 
