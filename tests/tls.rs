@@ -1,85 +1,33 @@
 //! HTTPS (issue 13): `Server::tls` over real sockets with a real TLS client
 //! (tokio-rustls) and a certificate each test makes (rcgen): HTTP/1.1 and
 //! HTTP/2 picked by ALPN, held responses with heartbeats, silent and broken
-//! handshakes, the timeouts and shutdown; the errors of
-//! `server::load_tls_config`; and the `pipe_server` example over TLS.
-//!
-//! Run alone (`--test tls`), cargo does not rebuild the examples: build them
-//! first (`cargo build --all-features --examples`).
+//! handshakes, the timeouts and shutdown; and the errors of
+//! `server::load_tls_config`. The examples over TLS: `tests/tls_examples.rs`.
 
 mod support;
 
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use delayed_response::server::rustls::pki_types::{CertificateDer, ServerName};
-use delayed_response::server::rustls::{self, ClientConfig, RootCertStore};
+use delayed_response::server::rustls::pki_types::ServerName;
 use delayed_response::server::{self, RemoteAddr, Server};
 use delayed_response::{Body, DelayedResponse, Heartbeat};
 use http::uri::Scheme;
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
+use support::tls::*;
 use support::within;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::process::Command;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
-use tokio_rustls::client::TlsStream;
-use tokio_rustls::TlsConnector;
-
-const H2: &[u8] = b"h2";
-const HTTP_1_1: &[u8] = b"http/1.1";
-
-/// A self-signed certificate for `localhost` and 127.0.0.1, and its key.
-struct Pki {
-    cert_pem: String,
-    key_pem: String,
-    cert: CertificateDer<'static>,
-}
-
-fn self_signed() -> Pki {
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-            .unwrap();
-    Pki {
-        cert_pem: certified.cert.pem(),
-        key_pem: certified.signing_key.serialize_pem(),
-        cert: certified.cert.der().clone(),
-    }
-}
-
-/// A fresh directory of this test binary's own under cargo's temporary
-/// directory for tests.
-fn temp_dir() -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
-        "tls-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Writes `cert.pem` and `key.pem` with these contents into a fresh
-/// directory.
-fn pem_files(cert: &str, key: &str) -> (PathBuf, PathBuf) {
-    let dir = temp_dir();
-    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert_path, cert).unwrap();
-    std::fs::write(&key_path, key).unwrap();
-    (cert_path, key_path)
-}
 
 /// A server with TLS from `pki` (loaded from PEM files, as a user would).
 fn tls_server(pki: &Pki) -> Server {
@@ -129,92 +77,8 @@ async fn hello(server: Server) -> Running {
 }
 
 /// A TLS client that trusts `pki`'s certificate and offers these ALPN
-/// protocols.
-fn connector(pki: &Pki, alpn: &[&[u8]]) -> TlsConnector {
-    let mut roots = RootCertStore::empty();
-    roots.add(pki.cert.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
-}
-
-/// Connects to `addr` and completes the handshake for `localhost`.
-async fn connect(addr: SocketAddr, connector: &TlsConnector) -> TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = ServerName::try_from("localhost").unwrap();
-    within("the TLS handshake", connector.connect(name, tcp))
-        .await
-        .unwrap()
-}
-
-fn alpn(tls: &TlsStream<TcpStream>) -> Option<Vec<u8>> {
-    tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec)
-}
-
-/// A hyper client on one connection, HTTP/1.1 or HTTP/2 as negotiated.
-enum Client<B> {
-    H1(hyper::client::conn::http1::SendRequest<B>),
-    H2(hyper::client::conn::http2::SendRequest<B>),
-}
-
-impl<B> Client<B>
-where
-    B: http_body::Body + Send + Unpin + 'static,
-    B::Data: Send,
-    B::Error: Into<delayed_response::BoxError>,
-{
-    /// Speaks what the handshake negotiated (HTTP/1.1 without ALPN).
-    async fn over(tls: TlsStream<TcpStream>) -> Self {
-        let h2 = alpn(&tls).as_deref() == Some(H2);
-        let io = TokioIo::new(tls);
-        if h2 {
-            let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            Client::H2(send)
-        } else {
-            let (send, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
-            tokio::spawn(conn);
-            Client::H1(send)
-        }
-    }
-
-    async fn send(&mut self, req: Request<B>) -> Response<Incoming> {
-        let res = match self {
-            Client::H1(send) => send.send_request(req).await,
-            Client::H2(send) => send.send_request(req).await,
-        };
-        res.unwrap()
-    }
-}
-
-/// A request for `https://localhost/{path}` (with a Host header, which
-/// HTTP/1.1 needs).
-fn request<B>(path: &str, body: B) -> Request<B> {
-    Request::get(format!("https://localhost{path}"))
-        .header(http::header::HOST, "localhost")
-        .body(body)
-        .unwrap()
-}
-
-/// The next data frame of `body` (`None` at its end).
-async fn next_data(body: &mut Incoming) -> Option<Bytes> {
-    loop {
-        let frame = within("a body frame", body.frame()).await?.unwrap();
-        if let Ok(data) = frame.into_data() {
-            return Some(data);
-        }
-    }
-}
-
 /// A held response: heartbeats until the test says the work is done.
-async fn held_with_heartbeats(alpn: &[u8]) {
+async fn held_with_heartbeats(protocol: &[u8]) {
     let pki = self_signed();
     let done = Arc::new(Notify::new());
     let work_done = done.clone();
@@ -233,15 +97,15 @@ async fn held_with_heartbeats(alpn: &[u8]) {
         }
     })
     .await;
-    let tls = connect(server.addr, &connector(&pki, &[alpn])).await;
-    assert_eq!(self::alpn(&tls).as_deref(), Some(alpn));
+    let tls = connect(server.addr, &connector(&pki, &[protocol])).await;
+    assert_eq!(alpn(&tls).as_deref(), Some(protocol));
     let mut client = Client::over(tls).await;
     let res = within(
         "the response head",
         client.send(request("/", Empty::<Bytes>::new())),
     )
     .await;
-    let expected = if alpn == H2 {
+    let expected = if protocol == H2 {
         Version::HTTP_2
     } else {
         Version::HTTP_11
@@ -608,95 +472,4 @@ fn a_broken_pem_section_is_refused() {
         msg.starts_with(&format!("{}: not valid PEM", cert.display())),
         "{msg}"
     );
-}
-
-// --- the pipe_server example over TLS ---
-
-fn example_path(name: &str) -> PathBuf {
-    // target/<profile>/deps/tls-<hash> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo test --all-features` (it builds the examples) or \
-         `cargo build --all-features --examples` first",
-        path.display()
-    );
-    path
-}
-
-#[tokio::test]
-async fn pipe_server_streams_an_upload_into_a_download_over_tls() {
-    let pki = self_signed();
-    let (cert, key) = pem_files(&pki.cert_pem, &pki.key_pem);
-    let mut child = Command::new(example_path("pipe_server"))
-        .args(["--addr", "127.0.0.1:0", "--heartbeat-secs", "1"])
-        .arg("--tls-cert")
-        .arg(&cert)
-        .arg("--tls-key")
-        .arg(&key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = within("the example to listen", lines.next_line())
-        .await
-        .unwrap()
-        .expect("the example printed nothing");
-    let addr: SocketAddr = line
-        .strip_prefix("listening on https://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    let host = format!("localhost:{}", addr.port());
-
-    // The sender, over HTTP/1.1: `curl -T report.bin https://host/`.
-    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    let tls = connect(addr, &connector(&pki, &[HTTP_1_1])).await;
-    let mut sender = Client::over(tls).await;
-    let upload = Request::put(format!("https://{host}/report.bin"))
-        .header(http::header::HOST, &host)
-        .body(Full::new(Bytes::from(payload.clone())))
-        .unwrap();
-    let res = within("the sender's response head", sender.send(upload)).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    let mut sent = res.into_body();
-    // Its first line is the download URL, over https.
-    let mut text = Vec::new();
-    while !text.contains(&b'\n') {
-        text.extend_from_slice(&next_data(&mut sent).await.expect("no URL line"));
-    }
-    let text = String::from_utf8(text).unwrap();
-    let url = text.lines().next().unwrap().trim().to_string();
-    assert!(url.starts_with(&format!("https://{host}/")), "{url:?}");
-
-    // The receiver, over HTTP/2.
-    let tls = connect(addr, &connector(&pki, &[H2])).await;
-    let mut receiver = Client::over(tls).await;
-    let res = within("the download", receiver.send(request_to(&url))).await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.version(), Version::HTTP_2);
-    let body = within("the whole download", res.into_body().collect())
-        .await
-        .unwrap()
-        .to_bytes();
-    assert_eq!(body.len(), payload.len());
-    assert!(body == payload, "the download differs from the upload");
-
-    // The sender's response ends with the completion line.
-    let mut rest = text.into_bytes();
-    while let Some(data) = next_data(&mut sent).await {
-        rest.extend_from_slice(&data);
-    }
-    let rest = String::from_utf8_lossy(&rest);
-    assert!(rest.contains("done: 200000 bytes"), "{rest:?}");
-    drop(child);
-}
-
-fn request_to(url: &str) -> Request<Full<Bytes>> {
-    Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }

@@ -1,6 +1,6 @@
-//! Serving: an accept loop with TCP_NODELAY, HTTP/1.1 and h2c, limits on
-//! slow and idle clients, and a graceful shutdown that also ends held
-//! responses.
+//! Serving: an accept loop with TCP_NODELAY, HTTP/1.1 and h2c (or HTTPS
+//! with HTTP/2 by ALPN, feature `tls`), limits on slow and idle clients,
+//! and a graceful shutdown that also ends held responses.
 //!
 //! # Examples
 //!
@@ -117,6 +117,7 @@ where
 /// | [`max_concurrent_streams`](Self::max_concurrent_streams) | 100 per HTTP/2 connection ([`DEFAULT_MAX_CONCURRENT_STREAMS`]) |
 /// | [`grace_period`](Self::grace_period) | 10 s ([`DEFAULT_GRACE_PERIOD`]) |
 /// | protocols ([`http1_only`](Self::http1_only)) | HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) |
+/// | TLS (`tls`, feature `tls`) | off; when on, HTTP/1.1 and HTTP/2 by ALPN |
 ///
 /// Every accepted socket gets `TCP_NODELAY`, so that small heartbeat writes
 /// are not held back by Nagle's algorithm and a delayed ACK. Every request
@@ -139,6 +140,22 @@ where
 /// lack of resources (no file descriptors left: `EMFILE`), it backs off
 /// (from 5 ms up to 1 s, or until one of its connections closes), also with
 /// one warning a minute at most.
+///
+// The TLS section only with the feature: its links need it.
+#[cfg_attr(
+    feature = "tls",
+    doc = "# TLS\n\n\
+    With the `tls` feature, [`tls`](Self::tls) makes the server speak HTTPS \
+    ([`rustls`] with the *ring* provider). [`load_tls_config`] reads a \
+    certificate chain and key from PEM files; the ALPN protocol of each \
+    handshake picks HTTP/2 or HTTP/1.1. The handshake is part of the first \
+    request: it counts against the connection cap, and a client that does \
+    not complete it (with its first request head) within the header read \
+    timeout is closed. Everything else (timeouts, shutdown, held responses, \
+    [`RemoteAddr`]) is as over cleartext, and requests carry \
+    [`Scheme::HTTPS`](http::uri::Scheme::HTTPS) in their extensions. See \
+    [`tls`](Self::tls) for an example.\n"
+)]
 ///
 /// # Shutdown
 ///
@@ -195,7 +212,8 @@ impl Server {
 
     /// How long a client has to send a complete request head: on a new
     /// connection, from the accept (this also bounds telling HTTP/1.1 from
-    /// h2c); on a kept-alive one, from the first byte of the next request.
+    /// h2c, and the TLS handshake); on a kept-alive one, from the first byte
+    /// of the next request.
     /// A connection past it with no request in flight is closed.
     ///
     /// For HTTP/2, only the first request's headers are bound by it; later
@@ -241,7 +259,8 @@ impl Server {
         self
     }
 
-    /// Serves HTTP/1.1 only: an h2c client is refused. An HTTP/1.1
+    /// Serves HTTP/1.1 only: an h2c client is refused, and over TLS `h2` is
+    /// not offered by ALPN. An HTTP/1.1
     /// connection costs the same either way (the default server peeks at the
     /// first bytes to tell the protocols apart, without buffering them).
     pub fn http1_only(mut self, yes: bool) -> Self {
