@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use delayed_response::limit::ClientKey;
 use delayed_response::park::{self, Store};
-use delayed_response::{server, Body, DelayedResponse, Json};
+use delayed_response::{Body, DelayedResponse, Json};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -47,8 +47,9 @@ const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
+    let args = common::args("async_jobs", ABOUT);
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("async_jobs", ABOUT)).await;
+    let (server, listener) = common::start("async_jobs", &args.addr, &args.tls).await;
     let store = Store::builder().base_path("/jobs/").build();
     let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
@@ -68,7 +69,7 @@ async fn main() {
             Ok::<_, Infallible>(res)
         }
     });
-    if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
+    if let Err(e) = server.serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

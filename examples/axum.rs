@@ -20,6 +20,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use delayed_response::{DelayedResponse, Heartbeat, Json};
+use hyper::body::Incoming;
+use tower_service::Service as _;
 
 mod common;
 
@@ -42,8 +44,8 @@ async fn report() -> impl IntoResponse {
 
 async fn export(req: Request) -> impl IntoResponse {
     // `for_request` picks up delayed_response's shutdown signal when served
-    // by `delayed_response::server`; under `axum::serve` there is none and
-    // that is fine.
+    // by `delayed_response::server` (as here); under `axum::serve` there is
+    // none and that is fine.
     DelayedResponse::for_request(&req)
         .json()
         .heartbeat(Heartbeat::every(Duration::from_secs(1)).after(Duration::from_millis(200)))
@@ -62,10 +64,16 @@ fn app() -> Router {
 
 #[tokio::main]
 async fn main() {
+    let args = common::args("axum", ABOUT);
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("axum", ABOUT)).await;
-    let serving = axum::serve(listener, app()).with_graceful_shutdown(common::ctrl_c());
-    if let Err(e) = serving.await {
+    let (server, listener) = common::start("axum", &args.addr, &args.tls).await;
+    // `axum::serve(listener, app())` serves it too; `delayed_response::server`
+    // adds TLS (`--tls-cert`/`--tls-key`), the header read and idle timeouts,
+    // and a shutdown that also ends the held responses.
+    let app = app();
+    let service =
+        hyper::service::service_fn(move |req: hyper::Request<Incoming>| app.clone().call(req));
+    if let Err(e) = server.serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

@@ -23,7 +23,6 @@
 
 use std::convert::Infallible;
 
-use delayed_response::server::Server;
 use hyper::service::service_fn;
 
 #[path = "hub/app.rs"]
@@ -33,10 +32,18 @@ mod common;
 const USAGE: &str = "usage: hub_server [--addr HOST:PORT] [--secret KEY] [--open-publish] \
                      [--history N] [--http1-only] [--no-limits]";
 
+const ABOUT: &str = "A chat on the hub: a page at /, POST /login, and the hub's routes under /hub/.
+
+try:
+  curl -N http://127.0.0.1:9000/hub/sub/news            # an SSE stream
+  curl -d hello http://127.0.0.1:9000/hub/pub/news      # with --open-publish
+  curl http://127.0.0.1:9000/hub/stats";
+
 struct Args {
     addr: String,
     options: app::Options,
     http1_only: bool,
+    tls: common::Tls,
 }
 
 fn args() -> Args {
@@ -49,13 +56,23 @@ fn args() -> Args {
             no_limits: false,
         },
         http1_only: false,
+        tls: common::Tls::default(),
     };
     let mut args = std::env::args().skip(1);
+    let usage = format!("{USAGE}{}", common::TLS_USAGE);
     let fail = |problem: String| -> ! {
-        eprintln!("hub_server: {problem}\n{USAGE}");
+        eprintln!("hub_server: {problem}\n{usage}");
         std::process::exit(2);
     };
     while let Some(arg) = args.next() {
+        match out.tls.take(&arg, &mut args) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(problem) => fail(problem),
+        }
+        if arg == "-h" || arg == "--help" {
+            common::help(&usage, ABOUT);
+        }
         let mut value = |name: &str| {
             args.next()
                 .unwrap_or_else(|| fail(format!("{name} needs a value")))
@@ -74,6 +91,9 @@ fn args() -> Args {
             other => fail(format!("unknown argument {other:?}")),
         }
     }
+    if let Err(problem) = out.tls.check() {
+        fail(problem);
+    }
     if out.options.secret.is_empty() {
         let mut key = [0u8; 32];
         if let Err(e) = getrandom::fill(&mut key) {
@@ -89,12 +109,12 @@ async fn main() {
     common::init_tracing();
     let args = args();
     let app = app::App::new(&args.options);
-    let listener = common::listen(&args.addr).await;
+    let (server, listener) = common::start("hub_server", &args.addr, &args.tls).await;
     let service = service_fn(move |req| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(app.respond(req).await) }
     });
-    let server = Server::new().http1_only(args.http1_only);
+    let server = server.http1_only(args.http1_only);
     if let Err(e) = server.serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);

@@ -21,7 +21,7 @@
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
-use delayed_response::{server, Body, DelayedResponse, Heartbeat, Json, Outcome};
+use delayed_response::{Body, DelayedResponse, Heartbeat, Json, Outcome};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -49,10 +49,11 @@ const MIN_INTERVAL: Duration = DelayedResponse::DEFAULT_MIN_INTERVAL;
 
 #[tokio::main]
 async fn main() {
+    let args = common::args("long_poll", ABOUT);
     common::init_tracing();
-    let listener = common::listen(common::addr_arg("long_poll", ABOUT)).await;
+    let (server, listener) = common::start("long_poll", &args.addr, &args.tls).await;
     let service = service_fn(|req| async move { Ok::<_, Infallible>(route(req).await) });
-    if let Err(e) = server::serve(listener, service, common::ctrl_c()).await {
+    if let Err(e) = server.serve(listener, service, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

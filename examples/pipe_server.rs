@@ -13,8 +13,9 @@
 //! `--max-upload-bytes N` (1 GiB, 0 = no limit), `--reservations`,
 //! `--required-referer URL`, `--heartbeat-secs SECS` (15),
 //! `--max-waiting N` (10000), `--max-waiting-per-client N` (100),
-//! `--max-reservations-per-client N` (100), `--http1-only` (no h2c: about
-//! 8 KiB less per waiting sender, see BENCHMARKS.md). Logging: `RUST_LOG=delayed_response=debug`.
+//! `--max-reservations-per-client N` (100), `--http1-only` (refuses h2c),
+//! `--tls-cert PATH --tls-key PATH` (HTTPS, with the `tls` feature; the
+//! README says how to make a test certificate). Logging: `RUST_LOG=delayed_response=debug`.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use delayed_response::pipe::{self, Cut, DefaultHooks, Hooks, Socket, Stats};
-use delayed_response::{server, Heartbeat};
+use delayed_response::Heartbeat;
 
 mod common;
 
@@ -30,17 +31,27 @@ const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-u
 [--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] \
 [--max-waiting-per-client N] [--max-reservations-per-client N] [--http1-only]";
 
+/// [`USAGE`] with the TLS options of this build.
+fn usage() -> String {
+    format!("{USAGE}{}", common::TLS_USAGE)
+}
+
 struct Args {
     addr: SocketAddr,
     pipe: delayed_response::pipe::Builder,
     http1_only: bool,
+    tls: common::Tls,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut addr: SocketAddr = ([127, 0, 0, 1], 9000).into();
     let mut pipe = pipe::Service::builder().hooks(Logged);
     let mut http1_only = false;
+    let mut tls = common::Tls::default();
     while let Some(arg) = args.next() {
+        if tls.take(&arg, &mut args)? {
+            continue;
+        }
         let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--addr" => {
@@ -78,10 +89,12 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
+    tls.check()?;
     Ok(Args {
         addr,
         pipe,
         http1_only,
+        tls,
     })
 }
 
@@ -135,13 +148,13 @@ async fn main() -> ExitCode {
     let args = match parse(std::env::args().skip(1)) {
         Ok(args) => args,
         // `--help`: the usage and how to try it, on stdout, exit 0.
-        Err(msg) if msg.is_empty() => common::help(USAGE, ABOUT),
-        Err(msg) => common::refuse("pipe_server", &msg, USAGE),
+        Err(msg) if msg.is_empty() => common::help(&usage(), ABOUT),
+        Err(msg) => common::refuse("pipe_server", &msg, &usage()),
     };
     common::init_tracing();
-    let listener = common::listen(args.addr).await;
+    let (server, listener) = common::start("pipe_server", args.addr, &args.tls).await;
     let pipe = args.pipe.build();
-    let result = server::Server::new()
+    let result = server
         .http1_only(args.http1_only)
         .serve(listener, pipe, common::ctrl_c())
         .await;

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use delayed_response::{server, signal};
+use delayed_response::signal;
 
 mod common;
 
@@ -36,9 +36,9 @@ RUST_LOG=delayed_response::signal=debug shows swarms and peers coming and going.
 
 #[tokio::main]
 async fn main() {
-    let addr = common::addr_arg("signal_server", ABOUT);
+    let args = common::args("signal_server", ABOUT);
     common::init_tracing();
-    let listener = common::listen(addr).await;
+    let (server, listener) = common::start("signal_server", &args.addr, &args.tls).await;
     // Per client (here its address; behind a proxy, put a
     // `delayed_response::limit::ClientKey` in each request's extensions):
     // at most 64 open streams and 16 open swarms, then 429 + Retry-After.
@@ -47,7 +47,7 @@ async fn main() {
         .max_peers_per_client(signal::DEFAULT_MAX_PEERS_PER_CLIENT)
         .max_swarms_per_client(signal::DEFAULT_MAX_SWARMS_PER_CLIENT)
         .build();
-    if let Err(e) = server::serve(listener, signal, common::ctrl_c()).await {
+    if let Err(e) = server.serve(listener, signal, common::ctrl_c()).await {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }

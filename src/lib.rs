@@ -29,8 +29,9 @@
 //!   [`delayed::OnDeadline`] ("the deadline passed").
 //! - [`Body`]: the response body every part of the crate returns.
 //! - [`Error`]: the one error type, with `is_*` predicates.
-//! - [`server`]: `serve` with TCP_NODELAY, HTTP/1.1 + h2c, and a graceful
-//!   shutdown that ends held responses.
+//! - [`server`]: `serve` with TCP_NODELAY, HTTP/1.1 + h2c (HTTPS with
+//!   HTTP/2 by ALPN, feature `tls`), and a graceful shutdown that ends held
+//!   responses.
 //! - [`sse`]: Server-Sent Events encoding ([`sse::Event`]); keep-alive
 //!   comments are [`Heartbeat::sse`].
 //! - [`signal`] (feature `signal`): SSE signalling swarms, koa-signal's
@@ -83,6 +84,7 @@
 //! | `hub` | no | pub/sub channels with history, presence and auth over SSE and long-poll, on a backplane (getrandom, form_urlencoded) |
 //! | `jwt` | no | `hub::JwtAuthorizer`, HS256 tokens (jsonwebtoken) |
 //! | `testing` | no | `testing::RouterSim` |
+//! | `tls` | no | HTTPS for `server::Server` (`Server::tls`, `server::load_tls_config`; tokio-rustls with the *ring* provider) |
 //! | `full` | no | all of the above |
 //!
 //! # Abort and cancellation semantics

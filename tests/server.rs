@@ -348,3 +348,34 @@ async fn shutdown_lets_an_in_flight_h2_response_finish() {
     assert_eq!(body, "finished");
     within("the server to stop", stopping).await.unwrap();
 }
+
+// Regression: over HTTP/2, a held response that ended with its 503 at
+// shutdown was lost: its body was handed to the connection (nothing in
+// flight any more), so the drained connection was dropped before it wrote
+// the frames it had queued, and the client saw a broken pipe.
+#[tokio::test]
+async fn a_held_h2_response_gets_its_503_at_shutdown() {
+    let (arrived, mut has_arrived) = tokio::sync::mpsc::unbounded_channel();
+    let server = serve_fn(move |req: Request<Incoming>| {
+        let arrived = arrived.clone();
+        async move {
+            let _ = arrived.send(());
+            DelayedResponse::for_request(&req)
+                .heartbeat(Heartbeat::every(Duration::from_secs(60)))
+                .start(std::future::pending::<()>())
+                .await
+        }
+    })
+    .await;
+    let mut send = h2_connect(server.addr).await;
+    let req = Request::get("http://test/")
+        .body(Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let waiting = tokio::spawn(async move { send.send_request(req).await });
+    within("the request to arrive", has_arrived.recv())
+        .await
+        .unwrap();
+    server.stop().await;
+    let res = within("the held response", waiting).await.unwrap().unwrap();
+    assert_eq!(res.status(), 503);
+}

@@ -149,7 +149,8 @@ impl Builder {
 
     /// The base of download URLs, for a pipe behind a proxy or nested under
     /// a path (`https://example.com/pipe` gives `https://example.com/pipe/{id}`).
-    /// Default: `http://{Host}`.
+    /// Default: `http://{Host}` (`https://{Host}` for a request that came
+    /// over TLS to [`server::Server`](crate::server::Server)).
     pub fn base_url(mut self, url: impl Into<String>) -> Self {
         let url = url.into();
         self.base_url = Some(url.trim_end_matches('/').to_owned());

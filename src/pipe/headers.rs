@@ -19,7 +19,12 @@ pub(super) fn url(base_url: Option<&str>, parts: &Parts, path: &str) -> String {
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
         .unwrap_or("localhost");
-    format!("http://{host}/{path}")
+    // `server::Server` marks requests that came over TLS.
+    let scheme = match parts.extensions.get::<http::uri::Scheme>() {
+        Some(scheme) if *scheme == http::uri::Scheme::HTTPS => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}/{path}")
 }
 
 /// The download's type for a raw upload: the upload's, except the form type

@@ -85,7 +85,7 @@
 //! | [`reservations`](Builder::reservations) | off |
 //! | [`required_referer`](Builder::required_referer) | none |
 //! | [`heartbeat`](Builder::heartbeat) | a space every 15 s ([`DEFAULT_HEARTBEAT`]) |
-//! | [`base_url`](Builder::base_url) | `http://{Host}` |
+//! | [`base_url`](Builder::base_url) | `http://{Host}` (`https://` over TLS) |
 //! | [`ids`](Builder::ids) | [`RandomIds`]: 12 base64url characters, 72 bits from the OS CSPRNG |
 //! | [`hooks`](Builder::hooks) | [`DefaultHooks`] |
 //!

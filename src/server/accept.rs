@@ -54,6 +54,11 @@ pub(super) async fn run<S, B>(
     let shared = Arc::new(Shared {
         http1,
         http2,
+        #[cfg(feature = "tls")]
+        tls: server
+            .tls
+            .as_ref()
+            .map(|tls| tls.acceptor(server.http1_only)),
         header_read_timeout: server.header_read_timeout,
         idle_timeout: server.idle_timeout,
         shutdown: server.shutdown.clone(),

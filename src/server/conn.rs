@@ -1,5 +1,6 @@
-//! One connection: telling HTTP/1.1 from h2c, and counting its requests in
-//! flight for the [driver](super::driver).
+//! One connection: the TLS handshake, telling HTTP/1.1 from HTTP/2 (ALPN
+//! over TLS, a peek at the first bytes without), and counting its requests
+//! in flight for the [driver](super::driver).
 //!
 //! A request is *in flight* from the service call until hyper drops its
 //! response body (sent in full, or given up). The count lives in a small
@@ -17,6 +18,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use http::uri::Scheme;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -39,6 +41,9 @@ pub(super) struct Shared {
     pub(super) http1: http1::Builder,
     /// `None`: HTTP/1.1 only.
     pub(super) http2: Option<http2::Builder<TokioExecutor>>,
+    /// `Some`: HTTPS; its ALPN protocols match `http2`.
+    #[cfg(feature = "tls")]
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(super) header_read_timeout: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) shutdown: Shutdown,
@@ -104,8 +109,34 @@ where
 {
     let shared = &*open.0;
     // The first request's head is due this long after the accept; telling
-    // the protocols apart is part of reading it.
+    // the protocols apart (or the TLS handshake) is part of reading it.
     let head_due = after(shared.header_read_timeout);
+    #[cfg(feature = "tls")]
+    if let Some(acceptor) = &shared.tls {
+        // Boxed, so that a plain connection's task is not sized for TLS.
+        return Box::pin(async move {
+            let handshake = acceptor.accept(tcp);
+            let tls = tokio::select! {
+                biased;
+                () = shared.drain.cancelled() => return,
+                () = sleep_until(head_due) => {
+                    tracing::debug!(%addr, "no TLS handshake within the header read timeout; closing");
+                    return;
+                }
+                tls = handshake => match tls {
+                    Ok(tls) => tls,
+                    Err(error) => {
+                        tracing::debug!(%addr, %error, "TLS handshake failed");
+                        return;
+                    }
+                },
+            };
+            // ALPN decides; a client that offers none speaks HTTP/1.1.
+            let h2 = shared.http2.is_some() && tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            drive(shared, tls, addr, true, h2, head_due, service).await
+        })
+        .await;
+    }
     let h2 = match shared.http2 {
         None => false,
         Some(_) => tokio::select! {
@@ -121,15 +152,38 @@ where
             },
         },
     };
+    drive(shared, tcp, addr, false, h2, head_due, service).await
+}
+
+/// Serves HTTP/1.1 (or HTTP/2 if `h2`) on `io` with the
+/// [driver](super::driver)'s timeouts and shutdown.
+async fn drive<T, S, B>(
+    shared: &Shared,
+    io: T,
+    addr: SocketAddr,
+    tls: bool,
+    h2: bool,
+    head_due: Instant,
+    service: S,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let state = Arc::new(ConnState::default());
     let io = TokioIo::new(Io {
-        tcp,
+        io,
         state: state.clone(),
     });
     let service = Dispatch {
         inner: service,
         shutdown: shared.shutdown.clone(),
         addr: RemoteAddr(addr),
+        tls,
         state: state.clone(),
     };
     match &shared.http2 {
@@ -227,20 +281,21 @@ impl Drop for InFlight {
     }
 }
 
-/// The socket, telling the driver when bytes arrive.
-struct Io {
-    tcp: TcpStream,
+/// The socket (or the TLS stream over it), telling the driver when bytes
+/// arrive.
+struct Io<T> {
+    io: T,
     state: Arc<ConnState>,
 }
 
-impl AsyncRead for Io {
+impl<T: AsyncRead + Unpin> AsyncRead for Io<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.tcp).poll_read(cx, buf))?;
+        ready!(Pin::new(&mut self.io).poll_read(cx, buf))?;
         if buf.filled().len() > before {
             self.state.read.store(true, Ordering::Relaxed);
         }
@@ -248,13 +303,13 @@ impl AsyncRead for Io {
     }
 }
 
-impl AsyncWrite for Io {
+impl<T: AsyncWrite + Unpin> AsyncWrite for Io<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -262,28 +317,30 @@ impl AsyncWrite for Io {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.io.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.tcp).poll_shutdown(cx)
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
 /// The user's service, with the shutdown signal and the client's address
-/// put into each request, and each request counted in flight.
+/// (and, over TLS, the `https` scheme) put into each request, and each
+/// request counted in flight.
 struct Dispatch<S> {
     inner: S,
     shutdown: Shutdown,
     addr: RemoteAddr,
+    tls: bool,
     state: Arc<ConnState>,
 }
 
@@ -299,6 +356,9 @@ where
         let in_flight = InFlight::new(&self.state);
         req.extensions_mut().insert(self.shutdown.clone());
         req.extensions_mut().insert(self.addr);
+        if self.tls {
+            req.extensions_mut().insert(Scheme::HTTPS);
+        }
         Call {
             inner: self.inner.call(req),
             in_flight: Some(in_flight),

@@ -121,7 +121,7 @@ impl<C: Connection> Future for Driver<'_, C> {
             if this.state.is_idle() {
                 // Nothing to finish: an idle client, or one still sending
                 // a head, must not hold up the shutdown.
-                return Poll::Ready(());
+                return close_now(this.conn, this.closing, cx);
             }
             if !std::mem::replace(this.closing, true) {
                 this.conn.as_mut().close_when_done();
@@ -168,7 +168,7 @@ impl<C: Connection> Future for Driver<'_, C> {
             let phase = *this.phase;
             if !*this.h2 || *this.closing {
                 tracing::debug!(?phase, "no request in time; closing the connection");
-                return Poll::Ready(());
+                return close_now(this.conn, this.closing, cx);
             }
             // HTTP/2: a GOAWAY first, so that a client whose request is on
             // its way learns it was not served; a client that does not
@@ -186,4 +186,23 @@ impl<C: Connection> Future for Driver<'_, C> {
         }
         Poll::Pending
     }
+}
+
+/// Closes a connection with no request in flight at once: asks it to close
+/// and polls it one last time, so that it writes what it has queued if the
+/// socket takes it (a response whose body has just been handed over, as
+/// when a held response ends at shutdown over HTTP/2; a `GOAWAY`; a TLS
+/// `close_notify`), then drops it whatever it answers.
+fn close_now<C: Connection>(
+    mut conn: Pin<&mut C>,
+    closing: &mut bool,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if !std::mem::replace(closing, true) {
+        conn.as_mut().close_when_done();
+    }
+    if let Poll::Ready(Err(error)) = conn.poll(cx) {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+    Poll::Ready(())
 }

@@ -1,6 +1,6 @@
-//! Serving: an accept loop with TCP_NODELAY, HTTP/1.1 and h2c, limits on
-//! slow and idle clients, and a graceful shutdown that also ends held
-//! responses.
+//! Serving: an accept loop with TCP_NODELAY, HTTP/1.1 and h2c (or HTTPS
+//! with HTTP/2 by ALPN, feature `tls`), limits on slow and idle clients,
+//! and a graceful shutdown that also ends held responses.
 //!
 //! # Examples
 //!
@@ -25,6 +25,17 @@
 mod accept;
 mod conn;
 mod driver;
+#[cfg(feature = "tls")]
+mod tls;
+
+#[cfg(feature = "tls")]
+pub use tls::load_tls_config;
+/// rustls, as this crate uses it (feature `tls`): for a
+/// [`ServerConfig`](rustls::ServerConfig) of your own.
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;
+#[cfg(feature = "tls")]
+pub use tokio_rustls::TlsAcceptor;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -106,6 +117,7 @@ where
 /// | [`max_concurrent_streams`](Self::max_concurrent_streams) | 100 per HTTP/2 connection ([`DEFAULT_MAX_CONCURRENT_STREAMS`]) |
 /// | [`grace_period`](Self::grace_period) | 10 s ([`DEFAULT_GRACE_PERIOD`]) |
 /// | protocols ([`http1_only`](Self::http1_only)) | HTTP/1.1 and HTTP/2 over cleartext (h2c, prior knowledge) |
+/// | TLS (`tls`, feature `tls`) | off; when on, HTTP/1.1 and HTTP/2 by ALPN |
 ///
 /// Every accepted socket gets `TCP_NODELAY`, so that small heartbeat writes
 /// are not held back by Nagle's algorithm and a delayed ACK. Every request
@@ -129,6 +141,22 @@ where
 /// (from 5 ms up to 1 s, or until one of its connections closes), also with
 /// one warning a minute at most.
 ///
+// The TLS section only with the feature: its links need it.
+#[cfg_attr(
+    feature = "tls",
+    doc = "# TLS\n\n\
+    With the `tls` feature, [`tls`](Self::tls) makes the server speak HTTPS \
+    ([`rustls`] with the *ring* provider). [`load_tls_config`] reads a \
+    certificate chain and key from PEM files; the ALPN protocol of each \
+    handshake picks HTTP/2 or HTTP/1.1. The handshake is part of the first \
+    request: it counts against the connection cap, and a client that does \
+    not complete it (with its first request head) within the header read \
+    timeout is closed. Everything else (timeouts, shutdown, held responses, \
+    [`RemoteAddr`]) is as over cleartext, and requests carry \
+    [`Scheme::HTTPS`](http::uri::Scheme::HTTPS) in their extensions. See \
+    [`tls`](Self::tls) for an example.\n"
+)]
+///
 /// # Shutdown
 ///
 /// When the `signal` future passed to [`serve`](Self::serve) resolves, the
@@ -150,6 +178,8 @@ pub struct Server {
     idle_timeout: Duration,
     max_connections: usize,
     max_concurrent_streams: u32,
+    #[cfg(feature = "tls")]
+    tls: Option<tls::Tls>,
 }
 
 impl Default for Server {
@@ -162,6 +192,8 @@ impl Default for Server {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -180,7 +212,8 @@ impl Server {
 
     /// How long a client has to send a complete request head: on a new
     /// connection, from the accept (this also bounds telling HTTP/1.1 from
-    /// h2c); on a kept-alive one, from the first byte of the next request.
+    /// h2c, and the TLS handshake); on a kept-alive one, from the first byte
+    /// of the next request.
     /// A connection past it with no request in flight is closed.
     ///
     /// For HTTP/2, only the first request's headers are bound by it; later
@@ -226,11 +259,58 @@ impl Server {
         self
     }
 
-    /// Serves HTTP/1.1 only: an h2c client is refused. An HTTP/1.1
+    /// Serves HTTP/1.1 only: an h2c client is refused, and over TLS `h2` is
+    /// not offered by ALPN. An HTTP/1.1
     /// connection costs the same either way (the default server peeks at the
     /// first bytes to tell the protocols apart, without buffering them).
     pub fn http1_only(mut self, yes: bool) -> Self {
         self.http1_only = yes;
+        self
+    }
+
+    /// Serves HTTPS with this TLS acceptor (feature `tls`): a
+    /// [`TlsAcceptor`], or an `Arc<`[`rustls::ServerConfig`]`>` (see
+    /// [`load_tls_config`]).
+    ///
+    /// The ALPN protocol the handshake negotiates picks HTTP/2 (`h2`) or
+    /// HTTP/1.1 (`http/1.1`, also for a client that offers none). A
+    /// configuration that offers no ALPN protocols is served as if it
+    /// offered both (HTTP/1.1 alone with [`http1_only`](Self::http1_only)),
+    /// and `http1_only` takes `h2` out of one that offers it.
+    ///
+    /// The handshake is part of reading the first request: it counts
+    /// against the connection cap and must be done, with the first request
+    /// head, within the [header read timeout](Self::header_read_timeout),
+    /// so a client that connects and stays silent is closed then. A failed
+    /// handshake closes its connection and is logged at DEBUG. Requests
+    /// carry [`Scheme::HTTPS`](http::uri::Scheme::HTTPS) in their
+    /// extensions (absent on a plain connection).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use delayed_response::server::{self, Server};
+    /// # use std::convert::Infallible;
+    /// # use delayed_response::Body;
+    ///
+    /// # async fn run() -> std::io::Result<()> {
+    /// # let service = hyper::service::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    /// #     Ok::<_, Infallible>(http::Response::new(Body::from("hi")))
+    /// # });
+    /// let config = server::load_tls_config("cert.pem", "key.pem")?;
+    /// let listener = tokio::net::TcpListener::bind("0.0.0.0:443").await?;
+    /// Server::new()
+    ///     .tls(Arc::new(config))
+    ///     .serve(listener, service, async {
+    ///         let _ = tokio::signal::ctrl_c().await;
+    ///     })
+    ///     .await
+    /// # }
+    /// ```
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, acceptor: impl Into<TlsAcceptor>) -> Self {
+        self.tls = Some(tls::Tls(acceptor.into()));
         self
     }
 

@@ -1,0 +1,235 @@
+//! The examples over HTTPS (issue 13): every example takes `--tls-cert` and
+//! `--tls-key` (both or neither, named in `--help`, a file it cannot use
+//! named before it listens) and serves HTTP/1.1 and HTTP/2 by ALPN; the
+//! headline `pipe_server` streams an upload into a download over TLS.
+//!
+//! Run alone (`--test tls_examples`), cargo does not rebuild the examples:
+//! build them first (`cargo build --all-features --examples`).
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use bytes::Bytes;
+use http::{Request, StatusCode, Version};
+use http_body_util::{BodyExt, Empty, Full};
+use support::tls::*;
+use support::within;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+
+fn example_path(name: &str) -> PathBuf {
+    // target/<profile>/deps/tls-<hash> → target/<profile>/examples/<name>
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    let path = dir.join("examples").join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run `cargo test --all-features` (it builds the examples) or \
+         `cargo build --all-features --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// The examples this build has (each needs its module's features).
+fn examples() -> Vec<&'static str> {
+    let mut names = vec!["pipe_server"];
+    if cfg!(feature = "json") {
+        names.extend(["long_poll", "axum"]);
+    }
+    if cfg!(feature = "signal") {
+        names.push("signal_server");
+    }
+    if cfg!(all(feature = "park", feature = "json")) {
+        names.push("async_jobs");
+    }
+    names
+}
+
+/// Runs example `name` with `args` to its end (for command lines it
+/// refuses).
+async fn run_example(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    within(
+        "the example to exit",
+        Command::new(example_path(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_example_lists_the_tls_options_in_its_help() {
+    for name in examples() {
+        let out = run_example(name, &["--help".as_ref()]).await;
+        assert_eq!(out.status.code(), Some(0), "{name}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("--tls-cert PATH"), "{name}: {help}");
+        assert!(help.contains("--tls-key PATH"), "{name}: {help}");
+    }
+}
+
+#[tokio::test]
+async fn every_example_wants_both_tls_files_or_neither() {
+    for name in examples() {
+        for (given, missing) in [("--tls-cert", "--tls-key"), ("--tls-key", "--tls-cert")] {
+            let out = run_example(name, &[given.as_ref(), "x.pem".as_ref()]).await;
+            assert_eq!(out.status.code(), Some(2), "{name} {given}");
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains(&format!("{given} needs {missing}")),
+                "{name}: {err}"
+            );
+            assert!(err.contains("usage:"), "{name}: {err}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_example_names_a_tls_file_it_cannot_use_and_does_not_listen() {
+    let pki = self_signed();
+    let (cert, _) = pem_files(&pki.cert_pem, &pki.key_pem);
+    let missing = cert.with_file_name("missing-key.pem");
+    for name in examples() {
+        let out = run_example(
+            name,
+            &[
+                "--addr".as_ref(),
+                "127.0.0.1:0".as_ref(),
+                "--tls-cert".as_ref(),
+                cert.as_os_str(),
+                "--tls-key".as_ref(),
+                missing.as_os_str(),
+            ],
+        )
+        .await;
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&missing.display().to_string()),
+            "{name}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{name} said it listens");
+    }
+}
+
+/// Starts example `name` over TLS with `pki` on 127.0.0.1:0; the address it
+/// bound (from its first line, which must say `https://`) and the process,
+/// killed when dropped.
+async fn start_example_over_tls(
+    name: &str,
+    pki: &Pki,
+    args: &[&str],
+) -> (SocketAddr, tokio::process::Child) {
+    let (cert, key) = pem_files(&pki.cert_pem, &pki.key_pem);
+    let mut child = Command::new(example_path(name))
+        .args(["--addr", "127.0.0.1:0"])
+        .args(args)
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = within("the example to listen", lines.next_line())
+        .await
+        .unwrap()
+        .expect("the example printed nothing");
+    let addr = line
+        .strip_prefix("listening on https://")
+        .unwrap_or_else(|| panic!("{name}: unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (addr, child)
+}
+
+#[tokio::test]
+async fn every_example_serves_https_over_h1_and_h2() {
+    let pki = self_signed();
+    for name in examples() {
+        let (addr, child) = start_example_over_tls(name, &pki, &[]).await;
+        for protocol in [HTTP_1_1, H2] {
+            let tls = connect(addr, &connector(&pki, &[protocol])).await;
+            let mut client = Client::over(tls).await;
+            let res = within(
+                "a response",
+                client.send(request("/nope", Empty::<Bytes>::new())),
+            )
+            .await;
+            // Whatever each one answers there: an HTTP answer over TLS.
+            assert!(res.status().is_client_error(), "{name}: {}", res.status());
+            let expected = if protocol == H2 {
+                Version::HTTP_2
+            } else {
+                Version::HTTP_11
+            };
+            assert_eq!(res.version(), expected, "{name}");
+        }
+        drop(child);
+    }
+}
+
+#[tokio::test]
+async fn pipe_server_streams_an_upload_into_a_download_over_tls() {
+    let pki = self_signed();
+    let (addr, child) =
+        start_example_over_tls("pipe_server", &pki, &["--heartbeat-secs", "1"]).await;
+    let host = format!("localhost:{}", addr.port());
+
+    // The sender, over HTTP/1.1: `curl -T report.bin https://host/`.
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let tls = connect(addr, &connector(&pki, &[HTTP_1_1])).await;
+    let mut sender = Client::over(tls).await;
+    let upload = Request::put(format!("https://{host}/report.bin"))
+        .header(http::header::HOST, &host)
+        .body(Full::new(Bytes::from(payload.clone())))
+        .unwrap();
+    let res = within("the sender's response head", sender.send(upload)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut sent = res.into_body();
+    // Its first line is the download URL, over https.
+    let mut text = Vec::new();
+    while !text.contains(&b'\n') {
+        text.extend_from_slice(&next_data(&mut sent).await.expect("no URL line"));
+    }
+    let text = String::from_utf8(text).unwrap();
+    let url = text.lines().next().unwrap().trim().to_string();
+    assert!(url.starts_with(&format!("https://{host}/")), "{url:?}");
+
+    // The receiver, over HTTP/2.
+    let tls = connect(addr, &connector(&pki, &[H2])).await;
+    let mut receiver = Client::over(tls).await;
+    let res = within("the download", receiver.send(request_to(&url))).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.version(), Version::HTTP_2);
+    let body = within("the whole download", res.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body.len(), payload.len());
+    assert!(body == payload, "the download differs from the upload");
+
+    // The sender's response ends with the completion line.
+    let mut rest = text.into_bytes();
+    while let Some(data) = next_data(&mut sent).await {
+        rest.extend_from_slice(&data);
+    }
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.contains("done: 200000 bytes"), "{rest:?}");
+    drop(child);
+}
+
+fn request_to(url: &str) -> Request<Full<Bytes>> {
+    Request::get(url).body(Full::new(Bytes::new())).unwrap()
+}
