@@ -143,6 +143,8 @@ mod builder;
 mod headers;
 mod hooks;
 mod ids;
+mod page;
+mod piping;
 mod receiver;
 mod registry;
 mod reserve;
@@ -152,7 +154,7 @@ mod service;
 mod transfer;
 
 pub use builder::{
-    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES,
+    Builder, Protocol, DEFAULT_HEARTBEAT, DEFAULT_MAX_RECEIVERS, DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES,
     DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
 };
 pub use hooks::{ClientLimit, Cut, DefaultHooks, Hooks, Reservation, Socket, Stats};
