@@ -94,7 +94,7 @@ impl Service {
     }
 
     /// How many sockets are reserved or waiting for a receiver; in the
-    /// Piping mode, how many paths have a sender or receivers waiting.
+    /// Piping mode, how many requests (senders and receivers) wait.
     pub fn waiting(&self) -> usize {
         match self.inner.cfg.protocol {
             Protocol::Piping => self.inner.paths.waiting(),

@@ -123,12 +123,15 @@ impl Paths {
         self.shared.next_serial.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// How many paths have someone waiting.
+    /// How many requests wait: senders and receivers.
     pub(crate) fn waiting(&self) -> usize {
         lock(&self.shared.map)
             .values()
-            .filter(|p| matches!(p, Path::Pending(_)))
-            .count()
+            .map(|p| match p {
+                Path::Pending(p) => usize::from(p.sender.is_some()) + p.receivers.len(),
+                Path::Established => 0,
+            })
+            .sum()
     }
 
     /// How many paths are in use (waiting or transferring).

@@ -160,6 +160,16 @@ pub(super) async fn run(mut sender: Sender, body: UploadBody, receivers: Vec<Rep
     };
     let head = sender.head;
     drop(sender.inner);
+    if matches!(&source, Source::Raw(body) if body.is_end_stream()) {
+        // An empty upload: hyper does not poll a body it knows is empty,
+        // so the transfer ends here.
+        run.sent();
+        for reply in receivers {
+            run.received();
+            let _ = reply.send(head.response(Body::empty()));
+        }
+        return;
+    }
     if receivers.len() == 1 {
         let body = DirectBody {
             source,
