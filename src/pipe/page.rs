@@ -161,6 +161,9 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(escape("\"><script>'&"), "&quot;&gt;&lt;script&gt;&#39;&amp;");
+        assert_eq!(
+            escape("\"><script>'&"),
+            "&quot;&gt;&lt;script&gt;&#39;&amp;"
+        );
     }
 }

@@ -32,7 +32,10 @@ async fn a_waiting_sender_that_leaves_frees_the_path_at_once_for_a_new_sender() 
     let mut s = sender(server.addr, "/p", b"this is a content", "").await;
     let mut r = receiver(server.addr, "/p").await;
     let got = read_response(&mut r).await;
-    assert_eq!((got.status, got.text().as_str()), (200, "this is a content"));
+    assert_eq!(
+        (got.status, got.text().as_str()),
+        (200, "this is a content")
+    );
     assert_eq!(read_response(&mut s).await.status, 200);
     server.stop().await;
 }
@@ -193,7 +196,11 @@ async fn a_chunked_upload_past_the_limit_is_cut_on_every_side() {
     }
     let res = read_response(&mut s).await;
     assert!(!res.complete);
-    assert!(res.text().contains("larger than 1000 bytes"), "{}", res.text());
+    assert!(
+        res.text().contains("larger than 1000 bytes"),
+        "{}",
+        res.text()
+    );
     server.stop().await;
 }
 
@@ -203,7 +210,11 @@ async fn a_waiting_sender_times_out_with_a_line_and_an_abnormal_end() {
     let mut s = sender(server.addr, "/late", b"x", "").await;
     let res = read_response(&mut s).await;
     assert!(!res.complete);
-    assert!(res.text().contains("[ERROR] No receiver came within"), "{}", res.text());
+    assert!(
+        res.text().contains("[ERROR] No receiver came within"),
+        "{}",
+        res.text()
+    );
     assert_eq!(pipe.paths_in_use(), 0);
     server.stop().await;
 }

@@ -59,7 +59,12 @@ async fn the_sender_first_then_its_receivers_for_n_1_2_and_3() {
         let body = data(200_000 + n);
         let mut s = sender(server.addr, &path, &body, "").await;
         let mut buf = Vec::new();
-        read_to(&mut s, &mut buf, &format!("[INFO] Waiting for {n} receiver(s)...\n")).await;
+        read_to(
+            &mut s,
+            &mut buf,
+            &format!("[INFO] Waiting for {n} receiver(s)...\n"),
+        )
+        .await;
         let mut rs = Vec::new();
         for k in 1..=n {
             rs.push(receiver(server.addr, &path).await);
@@ -102,7 +107,12 @@ async fn a_receiver_then_the_sender_then_the_others() {
     let body = data(50_000);
     let mut s = sender(server.addr, path, &body, "").await;
     let mut buf = Vec::new();
-    read_to(&mut s, &mut buf, "[INFO] 1 receiver(s) has/have been connected.\n").await;
+    read_to(
+        &mut s,
+        &mut buf,
+        "[INFO] 1 receiver(s) has/have been connected.\n",
+    )
+    .await;
     rs.push(receiver(server.addr, path).await);
     rs.push(receiver(server.addr, path).await);
     all_get(rs, &body).await;

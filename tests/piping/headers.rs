@@ -39,7 +39,10 @@ async fn text_html_becomes_text_plain() {
 #[tokio::test]
 async fn text_html_with_parameters_becomes_text_plain_with_them() {
     let got = through("Content-Type: Text/HTML; charset=utf-8\r\n", b"<b>").await;
-    assert_eq!(got.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        got.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 }
 
 #[tokio::test]
@@ -66,7 +69,11 @@ async fn content_length_and_disposition_are_forwarded() {
 
 #[tokio::test]
 async fn x_piping_headers_are_forwarded_in_order_and_exposed() {
-    let got = through("X-Piping: one\r\nX-Piping: two\r\nx-piping: three\r\n", b"x").await;
+    let got = through(
+        "X-Piping: one\r\nX-Piping: two\r\nx-piping: three\r\n",
+        b"x",
+    )
+    .await;
     let values: Vec<&str> = got
         .headers
         .iter()
@@ -74,7 +81,10 @@ async fn x_piping_headers_are_forwarded_in_order_and_exposed() {
         .map(|(_, v)| v.as_str())
         .collect();
     assert_eq!(values, ["one", "two", "three"]);
-    assert_eq!(got.header("access-control-expose-headers"), Some("X-Piping"));
+    assert_eq!(
+        got.header("access-control-expose-headers"),
+        Some("X-Piping")
+    );
     assert_eq!(got.header("access-control-allow-origin"), Some("*"));
 }
 
@@ -136,5 +146,8 @@ async fn a_multipart_html_part_becomes_text_plain() {
         body.as_bytes(),
     )
     .await;
-    assert_eq!(got.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        got.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
 }

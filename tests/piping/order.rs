@@ -21,7 +21,10 @@ async fn a_sender_first_then_its_receiver_gets_every_byte() {
 
     let (text, complete) = finish(&mut s, buf).await;
     assert!(complete, "{text}");
-    assert!(text.contains("[INFO] A receiver was connected.\n"), "{text}");
+    assert!(
+        text.contains("[INFO] A receiver was connected.\n"),
+        "{text}"
+    );
     for line in lines_of_a_whole_transfer(1) {
         assert!(text.contains(&line), "{line:?} in {text}");
     }
@@ -138,10 +141,14 @@ mod h2c {
         let (pipe, server) = start(piping()).await;
         // Receiver first.
         let mut rc = h2_connect::<Full<Bytes>>(server.addr).await;
-        let receiving = tokio::spawn(async move { rc.send_request(request("GET", "/h2", b"")).await });
+        let receiving =
+            tokio::spawn(async move { rc.send_request(request("GET", "/h2", b"")).await });
         eventually("the receiver to wait", || pipe.waiting() == 1).await;
         let mut sc = h2_connect::<Full<Bytes>>(server.addr).await;
-        let sent = sc.send_request(request("POST", "/h2", b"over h2")).await.unwrap();
+        let sent = sc
+            .send_request(request("POST", "/h2", b"over h2"))
+            .await
+            .unwrap();
         let res = receiving.await.unwrap().unwrap();
         assert_eq!(res.status(), 200);
         let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -150,13 +157,21 @@ mod h2c {
         assert!(String::from_utf8_lossy(&lines).contains("received successfully"));
 
         // Sender first.
-        let sent = tokio::spawn(async move { sc.send_request(request("PUT", "/h2b", b"again")).await });
+        let sent =
+            tokio::spawn(async move { sc.send_request(request("PUT", "/h2b", b"again")).await });
         eventually("the sender to wait", || pipe.waiting() == 1).await;
         let mut rc = h2_connect::<Full<Bytes>>(server.addr).await;
         let res = rc.send_request(request("GET", "/h2b", b"")).await.unwrap();
         let body = res.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&body[..], b"again");
-        let lines = sent.await.unwrap().unwrap().into_body().collect().await.unwrap();
+        let lines = sent
+            .await
+            .unwrap()
+            .unwrap()
+            .into_body()
+            .collect()
+            .await
+            .unwrap();
         assert!(String::from_utf8_lossy(&lines.to_bytes()).contains("Sent successfully"));
         server.stop().await;
     }
@@ -165,7 +180,8 @@ mod h2c {
     async fn a_waiting_h2_receiver_that_resets_its_stream_frees_the_path_at_once() {
         let (pipe, server) = start(piping()).await;
         let mut rc = h2_connect::<Full<Bytes>>(server.addr).await;
-        let receiving = tokio::spawn(async move { rc.send_request(request("GET", "/gone", b"")).await });
+        let receiving =
+            tokio::spawn(async move { rc.send_request(request("GET", "/gone", b"")).await });
         eventually("the receiver to wait", || pipe.waiting() == 1).await;
         // Dropping the request future resets the stream.
         receiving.abort();

@@ -23,8 +23,14 @@ async fn a_sender_whose_n_differs_from_the_waiting_receivers_is_refused() {
     let (pipe, server) = start(piping()).await;
     let _r = receiver(server.addr, "/p?n=2").await;
     eventually("the receiver to wait", || pipe.waiting() == 1).await;
-    refused(&post_now(server.addr, "/p?n=1", "").await, "should be 2 but 1");
-    refused(&post_now(server.addr, "/p?n=3", "").await, "should be 2 but 3");
+    refused(
+        &post_now(server.addr, "/p?n=1", "").await,
+        "should be 2 but 1",
+    );
+    refused(
+        &post_now(server.addr, "/p?n=3", "").await,
+        "should be 2 but 3",
+    );
     server.stop().await;
 }
 
@@ -34,8 +40,14 @@ async fn a_receiver_whose_n_differs_from_the_waiting_sender_is_refused() {
     let mut s = sender(server.addr, "/p?n=2", b"data", "").await;
     let mut buf = Vec::new();
     read_to(&mut s, &mut buf, "Waiting for 2").await;
-    refused(&get_now(server.addr, "/p?n=1", "").await, "should be 2 but 1");
-    refused(&get_now(server.addr, "/p?n=3", "").await, "should be 2 but 3");
+    refused(
+        &get_now(server.addr, "/p?n=1", "").await,
+        "should be 2 but 1",
+    );
+    refused(
+        &get_now(server.addr, "/p?n=3", "").await,
+        "should be 2 but 3",
+    );
     refused(&get_now(server.addr, "/p", "").await, "should be 2 but 1");
     server.stop().await;
 }
@@ -59,8 +71,14 @@ async fn an_extra_receiver_is_refused_before_and_after_the_sender_came() {
     let mut a = receiver(server.addr, "/q?n=2").await;
     let mut b = receiver(server.addr, "/q?n=2").await;
     read_to(&mut s, &mut buf, "Start sending to 2").await;
-    refused(&get_now(server.addr, "/q?n=2", "").await, "established already");
-    refused(&post_now(server.addr, "/q?n=2", "").await, "established already");
+    refused(
+        &get_now(server.addr, "/q?n=2", "").await,
+        "established already",
+    );
+    refused(
+        &post_now(server.addr, "/q?n=2", "").await,
+        "established already",
+    );
     s.write_all(&body[1000..]).await.unwrap();
     assert!(read_response(&mut a).await.body == body);
     assert!(read_response(&mut b).await.body == body);
@@ -89,8 +107,14 @@ async fn bad_n_values_are_refused_on_both_sides() {
         ("n=-1", "n should > 0, but n = -1"),
         ("n=6", "at most 5"),
     ] {
-        refused(&post_now(server.addr, &format!("/p?{query}"), "").await, says);
-        refused(&get_now(server.addr, &format!("/p?{query}"), "").await, says);
+        refused(
+            &post_now(server.addr, &format!("/p?{query}"), "").await,
+            says,
+        );
+        refused(
+            &get_now(server.addr, &format!("/p?{query}"), "").await,
+            says,
+        );
     }
     assert_eq!(pipe.waiting(), 0);
     server.stop().await;
@@ -113,14 +137,24 @@ async fn content_range_is_refused_for_post_and_put() {
     refused(&post_now(server.addr, "/p", range).await, "Content-Range");
     let mut s = send_raw(server.addr, &upload_head("PUT", "/p", 5, range)).await;
     s.write_all(b"hello").await.unwrap();
-    refused(&read_response(&mut s).await, "Content-Range is not supported for now in PUT");
+    refused(
+        &read_response(&mut s).await,
+        "Content-Range is not supported for now in PUT",
+    );
     server.stop().await;
 }
 
 #[tokio::test]
 async fn sending_to_a_reserved_path_is_refused() {
     let (_pipe, server) = start(piping()).await;
-    for path in ["/", "/noscript", "/version", "/help", "/favicon.ico", "/robots.txt"] {
+    for path in [
+        "/",
+        "/noscript",
+        "/version",
+        "/help",
+        "/favicon.ico",
+        "/robots.txt",
+    ] {
         refused(
             &post_now(server.addr, path, "").await,
             "Cannot send to the reserved path",

@@ -45,9 +45,18 @@ async fn noscript_is_a_form_that_posts_to_the_path() {
     assert!(text.contains("enctype=\"multipart/form-data\""));
     assert!(!text.contains("<script"));
     let csp = res.header("content-security-policy").unwrap();
-    assert!(csp.starts_with("default-src 'none'; style-src 'nonce-"), "{csp}");
+    assert!(
+        csp.starts_with("default-src 'none'; style-src 'nonce-"),
+        "{csp}"
+    );
     // The path is escaped where it is shown.
-    let res = ask(server.addr, "GET", "/noscript?path=%22%3E%3Cx&mode=text&n=2", "").await;
+    let res = ask(
+        server.addr,
+        "GET",
+        "/noscript?path=%22%3E%3Cx&mode=text&n=2",
+        "",
+    )
+    .await;
     let text = res.text();
     assert!(text.contains("action=\"&quot;&gt;&lt;x?n=2\""), "{text}");
     assert!(text.contains("name=\"input_text\""));
@@ -67,15 +76,27 @@ async fn version_help_favicon_and_robots() {
 
     let help = ask(server.addr, "GET", "/help", "").await;
     assert_eq!(help.status, 200);
-    assert_eq!(help.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        help.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(help.header("access-control-allow-origin"), Some("*"));
     let text = help.text();
-    assert!(text.contains("curl -T myfile http://example.test:8080/mypath"), "{text}");
-    assert!(text.contains("curl http://example.test:8080/mypath"), "{text}");
+    assert!(
+        text.contains("curl -T myfile http://example.test:8080/mypath"),
+        "{text}"
+    );
+    assert!(
+        text.contains("curl http://example.test:8080/mypath"),
+        "{text}"
+    );
     let https = ask(server.addr, "GET", "/help", "X-Forwarded-Proto: https\r\n").await;
     assert!(https.text().contains("https://example.test:8080/mypath"));
 
-    assert_eq!(ask(server.addr, "GET", "/favicon.ico", "").await.status, 204);
+    assert_eq!(
+        ask(server.addr, "GET", "/favicon.ico", "").await.status,
+        204
+    );
     let robots = ask(server.addr, "GET", "/robots.txt", "").await;
     assert_eq!(robots.status, 404);
     assert_eq!(robots.header("content-length"), Some("0"));

@@ -59,7 +59,10 @@ pub(super) fn refused(inner: &Inner, refused: &Refused, path: &str) -> Response<
 pub(super) fn preflight(parts: &Parts) -> Response<Body> {
     let mut res = cors(Response::new(Body::empty()));
     let h = res.headers_mut();
-    h.insert(ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED));
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(ALLOWED),
+    );
     h.insert(
         ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("Content-Type, Content-Disposition, X-Piping"),

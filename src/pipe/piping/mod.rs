@@ -100,9 +100,9 @@ pub(super) fn receivers_wanted(parts: &Parts, max: u32) -> Result<u32, String> {
     match value.parse::<i64>() {
         Err(_) => Err("[ERROR] Invalid \"n\" query parameter\n".to_owned()),
         Ok(n) if n <= 0 => Err(format!("[ERROR] n should > 0, but n = {n}.\n")),
-        Ok(n) if n > i64::from(max) => Err(format!(
-            "[ERROR] n should be at most {max}, but n = {n}.\n"
-        )),
+        Ok(n) if n > i64::from(max) => {
+            Err(format!("[ERROR] n should be at most {max}, but n = {n}.\n"))
+        }
         Ok(n) => Ok(u32::try_from(n).unwrap_or(max)),
     }
 }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::{
-    HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, EXPECT,
-};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, EXPECT};
 use http::request::Parts;
 use http::{HeaderName, Response, StatusCode};
 use http_body::Frame;
@@ -180,7 +178,9 @@ impl Sender {
     async fn wait(self, body: UploadBody, start: Start, deadline: Instant) {
         let mut ahead = ReadAhead::new(body);
         let mut start_rx = match start {
-            Start::Now(receivers) => return transfer::run(self, ahead.into_body(), receivers).await,
+            Start::Now(receivers) => {
+                return transfer::run(self, ahead.into_body(), receivers).await
+            }
             Start::Later(rx) => rx,
         };
         let mut left = false;

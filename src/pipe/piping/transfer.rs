@@ -21,8 +21,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::future::{select_all, try_join_all};
 use http::header::{
-    HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, CONTENT_DISPOSITION,
-    CONTENT_LENGTH, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
+    HeaderValue, ACCESS_CONTROL_EXPOSE_HEADERS, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_LENGTH,
+    CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderName, Response, StatusCode};
 use http_body::{Frame, SizeHint};
@@ -128,8 +128,8 @@ pub(super) async fn run(mut sender: Sender, body: UploadBody, receivers: Vec<Rep
         None => Source::Raw(body),
         Some(boundary) => {
             let whole = if limit == 0 { u64::MAX } else { limit };
-            let constraints = multer::Constraints::new()
-                .size_limit(multer::SizeLimit::new().whole_stream(whole));
+            let constraints =
+                multer::Constraints::new().size_limit(multer::SizeLimit::new().whole_stream(whole));
             let mut multipart =
                 multer::Multipart::with_constraints(Paced::new(body), boundary, constraints);
             // The first part, whatever it is, as Piping Server does: its
