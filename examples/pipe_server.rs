@@ -9,11 +9,18 @@
 //! Then, on one side, `curl -T file http://127.0.0.1:9000/` (it prints the
 //! download URL and waits), and on the other `curl -o file <URL>`.
 //!
+//! With `--protocol piping` it speaks Piping Server's protocol instead, for
+//! Piping's clients and scripts: `curl -T file http://127.0.0.1:9000/mypath`
+//! and `curl http://127.0.0.1:9000/mypath > file`, in either order; the page
+//! at `http://127.0.0.1:9000/` sends from a browser.
+//!
 //! Options: `--addr HOST:PORT` (default 127.0.0.1:9000), `--ttl SECS` (600),
 //! `--max-upload-bytes N` (1 GiB, 0 = no limit), `--reservations`,
 //! `--required-referer URL`, `--heartbeat-secs SECS` (15),
 //! `--max-waiting N` (10000), `--max-waiting-per-client N` (100),
-//! `--max-reservations-per-client N` (100), `--http1-only` (refuses h2c),
+//! `--max-reservations-per-client N` (100), `--protocol ephemeral|piping`
+//! (ephemeral), `--max-receivers N` (64, Piping's largest `?n=`),
+//! `--no-page` (no web page at `/`), `--http1-only` (refuses h2c),
 //! `--tls-cert PATH --tls-key PATH` (HTTPS, with the `tls` feature; the
 //! README says how to make a test certificate). Logging: `RUST_LOG=delayed_response=debug`.
 
@@ -29,7 +36,8 @@ mod common;
 
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
 [--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] \
-[--max-waiting-per-client N] [--max-reservations-per-client N] [--http1-only]";
+[--max-waiting-per-client N] [--max-reservations-per-client N] [--protocol ephemeral|piping] \
+[--max-receivers N] [--no-page] [--http1-only]";
 
 /// [`USAGE`] with the TLS options of this build.
 fn usage() -> String {
@@ -83,6 +91,18 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 pipe = pipe.heartbeat(Heartbeat::every(Duration::from_secs(secs.max(1))))
             }
             "--reservations" => pipe = pipe.reservations(true),
+            "--protocol" => {
+                pipe = pipe.protocol(match value("--protocol")?.as_str() {
+                    "ephemeral" => pipe::Protocol::Ephemeral,
+                    "piping" => pipe::Protocol::Piping,
+                    other => return Err(format!("--protocol: ephemeral or piping, not {other:?}")),
+                })
+            }
+            "--max-receivers" => {
+                let n = number(&value("--max-receivers")?, "--max-receivers")?;
+                pipe = pipe.max_receivers(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+            "--no-page" => pipe = pipe.page(false),
             "--http1-only" => http1_only = true,
             "--required-referer" => pipe = pipe.required_referer(value("--required-referer")?),
             "-h" | "--help" => return Err(String::new()),
@@ -141,7 +161,13 @@ try, in two terminals:
   curl -o report.tar URL                      # streams it; the sender then prints \"done: ...\"
 
 When the sender's output goes to a pipe or a file, add -N (curl -N -T ...):
-curl buffers its output there, and the URL would only show at the end.";
+curl buffers its output there, and the URL would only show at the end.
+
+With --protocol piping it speaks Piping Server's protocol: any path is a pipe,
+either side may come first, ?n=N receivers each get every byte:
+  curl -T report.tar http://127.0.0.1:9000/mypath
+  curl http://127.0.0.1:9000/mypath > report.tar
+The page at http://127.0.0.1:9000/ sends and receives from a browser.";
 
 #[tokio::main]
 async fn main() -> ExitCode {

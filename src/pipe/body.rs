@@ -43,6 +43,54 @@ impl TransferBody {
     }
 }
 
+/// Why a [`Source`] stopped early.
+pub(crate) enum SourceError {
+    /// The multipart parser passed the upload limit.
+    TooLarge,
+    /// The upload failed: the sender went away, or sent a malformed body.
+    Failed(Error),
+}
+
+impl Source {
+    /// The next data of the upload, and whether it is the last: with a
+    /// `Content-Length`, hyper stops polling a response body once it has
+    /// written that many bytes, so the last frame must say so itself.
+    /// Empty frames and upload trailers are skipped.
+    pub(crate) fn poll_data(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<(Bytes, bool), SourceError>>> {
+        loop {
+            return Poll::Ready(match self {
+                Source::Raw(body) => match ready!(body.as_mut().poll_frame(cx)) {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => {
+                            let last = body.is_end_stream();
+                            if data.is_empty() && !last {
+                                continue;
+                            }
+                            Some(Ok((data, last)))
+                        }
+                        // Upload trailers are not forwarded.
+                        Err(_) => continue,
+                    },
+                    Some(Err(e)) => Some(Err(SourceError::Failed(Error::body(e)))),
+                    None => None,
+                },
+                Source::Part { field, .. } => match ready!(Pin::new(&mut **field).poll_next(cx)) {
+                    Some(Ok(data)) if data.is_empty() => continue,
+                    Some(Ok(data)) => Some(Ok((data, false))),
+                    Some(Err(multer::Error::StreamSizeExceeded { .. })) => {
+                        Some(Err(SourceError::TooLarge))
+                    }
+                    Some(Err(e)) => Some(Err(SourceError::Failed(Error::body(Box::new(e))))),
+                    None => None,
+                },
+            });
+        }
+    }
+}
+
 impl http_body::Body for TransferBody {
     type Data = Bytes;
     type Error = Error;
@@ -56,62 +104,35 @@ impl http_body::Body for TransferBody {
             // Finished (then nothing is left) or cut (the error was returned).
             return Poll::Ready(None);
         }
-        loop {
-            // (data, is it the last frame?)
-            let next: Option<Result<(Bytes, bool), Error>> = match &mut this.source {
-                Source::Raw(body) => match ready!(body.as_mut().poll_frame(cx)) {
-                    Some(Ok(frame)) => match frame.into_data() {
-                        // With a Content-Length, hyper stops polling once it
-                        // has written that many bytes: the last frame must
-                        // finish the transfer itself.
-                        Ok(data) => Some(Ok((data, body.is_end_stream()))),
-                        // Upload trailers are not forwarded.
-                        Err(_) => continue,
-                    },
-                    Some(Err(e)) => Some(Err(Error::body(e))),
-                    None => None,
-                },
-                Source::Part { field, .. } => match ready!(Pin::new(&mut **field).poll_next(cx)) {
-                    Some(Ok(data)) => Some(Ok((data, false))),
-                    Some(Err(multer::Error::StreamSizeExceeded { .. })) => {
-                        let limit = this.transfer.limit;
-                        this.transfer.cut(Cut::TooLarge { limit });
-                        return Poll::Ready(Some(Err(Error::with(
-                            Kind::Limit,
-                            "upload too large",
-                        ))));
-                    }
-                    Some(Err(e)) => Some(Err(Error::body(Box::new(e)))),
-                    None => None,
-                },
-            };
-            return Poll::Ready(match next {
-                Some(Ok((data, last))) => {
-                    if let Err(e) = this.transfer.count(&data) {
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                    if last {
-                        this.transfer.finish();
-                    }
-                    if data.is_empty() {
-                        if last {
-                            return Poll::Ready(None);
-                        }
-                        continue;
-                    }
+        Poll::Ready(match ready!(this.source.poll_data(cx)) {
+            Some(Ok((data, last))) => {
+                if let Err(e) = this.transfer.count(&data) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                if last {
+                    this.transfer.finish();
+                }
+                if data.is_empty() {
+                    None
+                } else {
                     Some(Ok(Frame::data(data)))
                 }
-                Some(Err(e)) => {
-                    tracing::debug!(id = %this.transfer.socket().id, error = %e, "upload failed");
-                    this.transfer.cut(Cut::UploadFailed);
-                    Some(Err(e))
-                }
-                None => {
-                    this.transfer.finish();
-                    None
-                }
-            });
-        }
+            }
+            Some(Err(SourceError::TooLarge)) => {
+                let limit = this.transfer.limit;
+                this.transfer.cut(Cut::TooLarge { limit });
+                Some(Err(Error::with(Kind::Limit, "upload too large")))
+            }
+            Some(Err(SourceError::Failed(e))) => {
+                tracing::debug!(id = %this.transfer.socket().id, error = %e, "upload failed");
+                this.transfer.cut(Cut::UploadFailed);
+                Some(Err(e))
+            }
+            None => {
+                this.transfer.finish();
+                None
+            }
+        })
     }
 
     fn is_end_stream(&self) -> bool {

@@ -21,6 +21,23 @@ pub const DEFAULT_MAX_WAITING_PER_CLIENT: usize = 100;
 pub const DEFAULT_MAX_RESERVATIONS_PER_CLIENT: usize = 100;
 /// The default heartbeat interval of a waiting sender: 15 s.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+/// The default [`Builder::max_receivers`]: 64 receivers on one path
+/// (the largest `?n=` of the [Piping mode](Protocol::Piping)).
+pub const DEFAULT_MAX_RECEIVERS: u32 = 64;
+
+/// Which protocol a pipe speaks (see the [module docs](super)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// The ephemeral pipe: `POST /` gets a fresh download id, which one
+    /// `GET` takes. The default.
+    #[default]
+    Ephemeral,
+    /// Piping Server's protocol: any path is a pipe, sender and receivers
+    /// may come in either order, `?n=N` receivers each get every byte
+    /// (see [the Piping mode](super#the-piping-mode)).
+    Piping,
+}
 
 /// Settings for a [`Service`]; see [`Service::builder`].
 #[must_use]
@@ -37,6 +54,9 @@ pub struct Builder {
     pub(super) base_url: Option<String>,
     pub(super) ids: Arc<dyn IdScheme>,
     pub(super) hooks: Arc<dyn Hooks>,
+    pub(super) protocol: Protocol,
+    pub(super) max_receivers: u32,
+    pub(super) page: bool,
 }
 
 impl fmt::Debug for Builder {
@@ -54,6 +74,9 @@ impl fmt::Debug for Builder {
             .field("required_referer", &self.required_referer)
             .field("heartbeat", &self.heartbeat)
             .field("base_url", &self.base_url)
+            .field("protocol", &self.protocol)
+            .field("max_receivers", &self.max_receivers)
+            .field("page", &self.page)
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +95,9 @@ impl Default for Builder {
             base_url: None,
             ids: Arc::new(RandomIds),
             hooks: Arc::new(DefaultHooks),
+            protocol: Protocol::Ephemeral,
+            max_receivers: DEFAULT_MAX_RECEIVERS,
+            page: true,
         }
     }
 }
@@ -166,6 +192,30 @@ impl Builder {
     /// The event hooks (default [`DefaultHooks`]).
     pub fn hooks(mut self, hooks: impl Hooks) -> Self {
         self.hooks = Arc::new(hooks);
+        self
+    }
+
+    /// The protocol: [`Protocol::Ephemeral`] (the default) or
+    /// [`Protocol::Piping`], a drop-in for Piping Server's clients.
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.protocol = protocol;
+        self
+    }
+
+    /// The most receivers one path may have in the Piping mode (the largest
+    /// `?n=`); a larger `n` is answered `400`. Every receiver of a transfer
+    /// gets every byte, paced by the slowest. Default: 64.
+    pub fn max_receivers(mut self, receivers: u32) -> Self {
+        self.max_receivers = receivers.max(1);
+        self
+    }
+
+    /// Serves the web page at `GET /` (and, in the Piping mode,
+    /// `GET /noscript`): send a file or some text from a browser, with
+    /// progress. Plain HTML and JavaScript from the crate, nothing fetched
+    /// elsewhere. Default: on.
+    pub fn page(mut self, on: bool) -> Self {
+        self.page = on;
         self
     }
 

@@ -1,5 +1,6 @@
 //! The ephemeral pipe: an upload is held open and streamed into a later
-//! download; nothing is stored.
+//! download; nothing is stored. It speaks its own protocol (below), or
+//! Piping Server's ([the Piping mode](#the-piping-mode)).
 //!
 //! A sender uploads (`POST /` or `PUT /{name}`, raw or `multipart/form-data`).
 //! Its response goes out at once — `200 OK`, `text/plain` — and its first
@@ -25,6 +26,7 @@
 //! | `GET /{id}` | the upload, once: `Content-Type`, `Content-Length` when known, `Content-Disposition: attachment; filename="…"` |
 //! | `GET /reserve` (with [`reservations`](Builder::reservations)) | a reservation: `200` with two lines, the download URL to share, then the upload URL with its secret (JSON `{"id", "download", "upload"}` with `Accept: application/json`) |
 //! | `POST /reserve/{id}/{secret}` (with reservations) | opens the reserved socket, as `POST /` does |
+//! | `GET /` (with [`page`](Builder::page)) | the web page: reserve a link, share it, send a file or text with progress; receive one |
 //!
 //! Raw uploads (`curl -T`, `--data-binary`, chunked or with `Content-Length`)
 //! are forwarded frame by frame, without copies. For multipart uploads
@@ -88,6 +90,89 @@
 //! | [`base_url`](Builder::base_url) | `http://{Host}` (`https://` over TLS) |
 //! | [`ids`](Builder::ids) | [`RandomIds`]: 12 base64url characters, 72 bits from the OS CSPRNG |
 //! | [`hooks`](Builder::hooks) | [`DefaultHooks`] |
+//! | [`protocol`](Builder::protocol) | [`Protocol::Ephemeral`] |
+//! | [`max_receivers`](Builder::max_receivers) | 64 ([`DEFAULT_MAX_RECEIVERS`]), Piping mode |
+//! | [`page`](Builder::page) | on: the web page at `GET /` |
+//!
+//! # The Piping mode
+//!
+//! With [`Protocol::Piping`] ([`Builder::protocol`]) the pipe speaks
+//! [Piping Server](https://github.com/nwtgck/piping-server)'s protocol, so
+//! its command-line and browser clients, scripts and tutorials work against
+//! it unchanged, on this pipe's core: a waiting side that leaves frees its
+//! path, a transfer never wedges, and the TTL, the upload limit and the
+//! per-client caps hold.
+//!
+//! ```text
+//! sender$   curl -T file.tar http://127.0.0.1:9000/mypath
+//! [INFO] Waiting for 1 receiver(s)...
+//!                                 receiver$ curl http://127.0.0.1:9000/mypath > file.tar
+//! [INFO] A receiver was connected.
+//! [INFO] Start sending to 1 receiver(s)!
+//! [INFO] Sent successfully!
+//! [INFO] All receiver(s) was/were received successfully.
+//! ```
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST` or `PUT` of a path | a sender: `200`, `text/plain`, progress lines, then the end line |
+//! | `GET` of a path | a receiver: the upload, with the sender's headers |
+//! | `?n=N` on every side | `N` receivers, each gets every byte; the transfer starts when all are there |
+//! | `GET /` | the web page (send a file or text to a path, with progress; receive one) |
+//! | `GET /noscript?path=P` | the same as an HTML form, with no JavaScript |
+//! | `GET /help`, `/version` | usage with this server's URL; the version |
+//! | `GET /favicon.ico`, `/robots.txt` | `204`; `404` |
+//! | `OPTIONS` of any path | the CORS preflight, private-network preflights too |
+//!
+//! Any path but those is a pipe, and the sender and the receivers may come
+//! in either order: the first waits for the others. A waiting sender's
+//! response carries Piping Server's lines (waiting for N receivers, how
+//! many are connected, a receiver connected, start, sent, all received);
+//! between them, its heartbeats are lines too (`[INFO] Waiting for 2
+//! receiver(s)... 1 connected.`, `[INFO] Sending: N bytes so far.`), which
+//! keep it alive behind proxies as the ephemeral mode's spaces do.
+//!
+//! Receivers get the sender's `Content-Type` (but `text/html`, which
+//! becomes `text/plain`, so that a pipe cannot serve a page on the server's
+//! origin), `Content-Length`, `Content-Disposition` and `X-Piping` headers
+//! (the latter exposed to scripts of other origins); a `multipart/form-data`
+//! upload sends its first part, with that part's type and disposition. Every
+//! answer carries `Access-Control-Allow-Origin: *`; receivers' answers also
+//! `X-Robots-Tag: none` and `X-Content-Type-Options: nosniff`.
+//!
+//! | case | answer |
+//! |---|---|
+//! | a sender or receiver whose `n` differs from the path's; an extra receiver; a second sender; a path whose transfer runs | `400` |
+//! | `n` not a number, under 1, or over [`max_receivers`](Builder::max_receivers) | `400` |
+//! | a `GET` with `Service-Worker: script`; an upload with `Content-Range`; an upload to a reserved path | `400` |
+//! | any other method | `405` with `Allow: GET, HEAD, POST, PUT, OPTIONS` |
+//! | a waiting receiver leaves | its place is free at once (hyper drops its request) |
+//! | a waiting sender leaves | its path is free at once when its upload fits in the 16 KiB read ahead, or over HTTP/2; else within two heartbeat intervals |
+//! | a transfer is cut (either side leaves, the upload fails or passes the limit) | cut on every side, visibly: receivers' bodies end abnormally, the sender gets a line saying why and an abnormal end |
+//! | nobody comes within the [TTL](Builder::ttl) | a waiting sender gets `[ERROR] No receiver came within …` and an abnormal end; a waiting receiver `504` |
+//! | server shutdown | waiting receivers `503`, waiting senders end; transfers in progress get the grace period |
+//!
+//! Waiting senders and receivers each count against
+//! [`max_waiting_per_client`](Builder::max_waiting_per_client) (`429`), and
+//! [`max_waiting`](Builder::max_waiting) caps the paths in use (`503`).
+//! One receiver reads the upload straight through, without copies, as in
+//! the ephemeral mode. Several are fed chunk by chunk: the next chunk is
+//! read only when every receiver has room for it (at most four chunks wait
+//! per receiver, shared, not copied), so the slowest sets the pace and
+//! memory stays bounded; a receiver that leaves cuts the transfer for all,
+//! as in Piping Server.
+//!
+//! A waiting receiver is held without a head: its head must carry the
+//! sender's headers, so nothing can go out before the transfer starts (as
+//! in Piping Server). Behind a proxy that closes quiet requests, a receiver
+//! should come second, or the proxy's timeout be long enough.
+//!
+//! The hooks that answer ([`Hooks::opened`], [`end`](Hooks::end),
+//! [`cut`](Hooks::cut), [`timeout`](Hooks::timeout), …) belong to the
+//! ephemeral mode: the Piping mode answers as Piping Server does. It calls
+//! [`Hooks::connected`] and [`Hooks::progress`] (a [`Socket`]'s id is the
+//! path), and uses [`Hooks::busy`], [`Hooks::client_limit`],
+//! [`Hooks::too_large`] and [`Hooks::bad_request`] for its own limits.
 //!
 //! # Examples
 //!
@@ -143,6 +228,8 @@ mod builder;
 mod headers;
 mod hooks;
 mod ids;
+mod page;
+mod piping;
 mod receiver;
 mod registry;
 mod reserve;
@@ -152,8 +239,9 @@ mod service;
 mod transfer;
 
 pub use builder::{
-    Builder, DEFAULT_HEARTBEAT, DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES,
-    DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
+    Builder, Protocol, DEFAULT_HEARTBEAT, DEFAULT_MAX_RECEIVERS,
+    DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING,
+    DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
 };
 pub use hooks::{ClientLimit, Cut, DefaultHooks, Hooks, Reservation, Socket, Stats};
 pub use ids::{IdScheme, RandomIds, RANDOM_ID_LEN};

@@ -12,9 +12,11 @@ use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::body::UploadBody;
-use super::builder::Builder;
+use super::builder::{Builder, Protocol};
 use super::headers::{percent_decode, url};
 use super::ids::is_secret;
+use super::page;
+use super::piping::Paths;
 use super::registry::{Registry, State};
 use super::routes::Route;
 use crate::body::Body;
@@ -38,6 +40,8 @@ pub(super) struct Inner {
     /// Per-client caps, beside the registry's global one.
     pub(super) waiting_per_client: Arc<PerClient>,
     pub(super) reservations_per_client: Arc<PerClient>,
+    /// The paths of the Piping mode.
+    pub(super) paths: Paths,
 }
 
 impl fmt::Debug for Service {
@@ -84,13 +88,25 @@ impl Service {
                 reservations_per_client: PerClient::new(cfg.max_reservations_per_client),
                 cfg,
                 registry: Registry::new(on_expire),
+                paths: Paths::new(),
             }),
         }
     }
 
-    /// How many sockets are reserved or waiting for a receiver.
+    /// How many sockets are reserved or waiting for a receiver; in the
+    /// Piping mode, how many requests (senders and receivers) wait.
     pub fn waiting(&self) -> usize {
-        self.inner.registry.len()
+        match self.inner.cfg.protocol {
+            Protocol::Piping => self.inner.paths.waiting(),
+            _ => self.inner.registry.len(),
+        }
+    }
+
+    /// In the Piping mode, how many paths are in use: waiting, or busy
+    /// with a transfer (a path is free again once its transfer ended).
+    /// Always 0 in the ephemeral mode.
+    pub fn paths_in_use(&self) -> usize {
+        self.inner.paths.len()
     }
 
     /// Answers one request. This is what the `hyper` and `tower` `Service`
@@ -120,7 +136,17 @@ impl Inner {
             body.map_frame(|f| f.map_data(Into::into))
                 .map_err(Into::into),
         );
+        if self.cfg.protocol == Protocol::Piping {
+            return self.piping(parts, body).await;
+        }
         let hooks = &self.cfg.hooks;
+        if self.cfg.page
+            && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
+            && parts.uri.path().trim_matches('/').is_empty()
+        {
+            let reservations = self.cfg.reservations;
+            return page::index(page::Mode::Ephemeral { reservations });
+        }
         match Route::of(&parts.method, parts.uri.path(), self.cfg.reservations) {
             Route::Open { filename } => {
                 let filename = filename.map(percent_decode);

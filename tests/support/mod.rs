@@ -3,6 +3,7 @@
 //! complete chunked body from a cut one.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod browser;
 pub mod sse;
 #[cfg(feature = "tls")]
 pub mod tls;

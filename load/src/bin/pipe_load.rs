@@ -2,8 +2,12 @@
 //! run) and thousands of idle waiting senders.
 //!
 //! ```text
-//! cargo run --release -p load --bin pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
+//! cargo run --release -p load --bin pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl] [--protocol ephemeral|piping|both]
 //! ```
+//!
+//! `stream` measures the ephemeral mode and the Piping mode
+//! (`pipe::Protocol::Piping`) in the same run by default, and prints the
+//! Piping mode's speed as a ratio of the ephemeral mode's.
 //!
 //! The server under test runs as a child process (this same binary with
 //! `serve-pipe` or `serve-relay`), so its CPU time, RSS and open fds (read by
@@ -25,13 +29,16 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BLOCK: usize = 256 << 10;
 
-const USAGE: &str = "usage: pipe_load [stream|idle|all] [--bytes N] [--waiters N] [--no-curl]
+const USAGE: &str =
+    "usage: pipe_load [stream|idle|all] [--bytes N] [--waiters N] [--no-curl] [--protocol P]
 
   stream        one upload of --bytes (2 GiB) through the pipe, against a raw TCP relay
   idle          --waiters (5000) senders waiting for their receivers: RSS, fds, and how soon
                 the fds are back after the clients close (vs bare hyper and the core alone)
   all           both (the default)
-  --no-curl     skip the curl → pipe → curl run of `stream`
+  --no-curl     skip the curl → pipe → curl runs of `stream`
+  --protocol P  which modes `stream` measures: ephemeral, piping, or both (the default: the
+                same transfer in each, and the Piping mode's speed as a ratio of the ephemeral's)
 
 Environment: PIPE_LOAD_HTTP1_ONLY=1 (servers without h2c), PIPE_LOAD_ONLY_PIPE=1 (idle: skip
 the baselines), PIPE_LOAD_ROUNDS=N (idle rounds, 2).";
@@ -55,7 +62,8 @@ fn main() {
         .build()
         .expect("runtime");
     match mode {
-        "serve-pipe" => rt.block_on(serve_pipe(opt("--heartbeat-ms", 1000))),
+        "serve-pipe" => rt.block_on(serve_pipe(opt("--heartbeat-ms", 1000), false)),
+        "serve-piping" => rt.block_on(serve_pipe(opt("--heartbeat-ms", 1000), true)),
         "serve-relay" => rt.block_on(serve_relay()),
         "serve-hold" => rt.block_on(serve_hold()),
         "serve-core" => rt.block_on(serve_core(opt("--heartbeat-ms", 1000))),
@@ -64,8 +72,31 @@ fn main() {
             let waiters = opt("--waiters", 5000) as usize;
             let curl = !args.iter().any(|a| a == "--no-curl")
                 && Command::new("curl").arg("--version").output().is_ok();
+            let protocol = args
+                .iter()
+                .position(|a| a == "--protocol")
+                .and_then(|i| args.get(i + 1))
+                .map_or("both", String::as_str);
+            let modes = match protocol {
+                "ephemeral" => Modes {
+                    ephemeral: true,
+                    piping: false,
+                },
+                "piping" => Modes {
+                    ephemeral: false,
+                    piping: true,
+                },
+                "both" => Modes {
+                    ephemeral: true,
+                    piping: true,
+                },
+                other => {
+                    eprintln!("--protocol: ephemeral, piping or both, not {other:?}\n{USAGE}");
+                    std::process::exit(2);
+                }
+            };
             if mode != "idle" {
-                rt.block_on(stream_bench(bytes, curl));
+                rt.block_on(stream_bench(bytes, curl, modes));
             }
             if mode != "stream" {
                 rt.block_on(idle_bench(waiters));
@@ -102,10 +133,17 @@ where
         .await;
 }
 
-async fn serve_pipe(heartbeat_ms: u64) {
+/// The pipe under test; `piping`: in the Piping mode.
+async fn serve_pipe(heartbeat_ms: u64, piping: bool) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     println!("{}", listener.local_addr().expect("addr"));
+    let protocol = if piping {
+        pipe::Protocol::Piping
+    } else {
+        pipe::Protocol::Ephemeral
+    };
     let pipe = pipe::Service::builder()
+        .protocol(protocol)
         .hooks(FrameCount::default())
         .heartbeat(Heartbeat::every(Duration::from_millis(heartbeat_ms)))
         .max_upload_bytes(0)
@@ -410,6 +448,104 @@ async fn pipe_run_rust(bytes: u64) -> Run {
     run
 }
 
+/// The Piping mode with Rust clients: `PUT /zeros` with Content-Length,
+/// then `GET /zeros` once the sender waits.
+async fn piping_run_rust(bytes: u64) -> Run {
+    let server = Server::spawn(&["serve-piping"]);
+    let addr = server.addr;
+    let run = measured(&server, async move {
+        let mut tx = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "PUT /zeros HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {bytes}\r\nConnection: close\r\n\r\n"
+        );
+        tx.write_all(head.as_bytes()).await.expect("head");
+        read_line_with(&mut tx, "[INFO] Waiting for").await;
+        let send = tokio::spawn(async move {
+            write_zeros(&mut tx, bytes).await;
+            let mut tail = Vec::new();
+            let _ = tx.read_to_end(&mut tail).await;
+            String::from_utf8_lossy(&tail).into_owned()
+        });
+        let mut rx = TcpStream::connect(addr).await.expect("connect");
+        let get = format!("GET /zeros HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        rx.write_all(get.as_bytes()).await.expect("get");
+        let got = read_all(&mut rx).await;
+        assert!(got >= bytes, "pipe lost data: {got} < {bytes}");
+        let tail = send.await.unwrap_or_default();
+        assert!(tail.contains("received successfully"), "sender: {tail:?}");
+    })
+    .await;
+    server.stop();
+    run
+}
+
+/// Reads until a line containing `needle` has arrived.
+async fn read_line_with(stream: &mut TcpStream, needle: &str) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.expect("read");
+        assert!(n > 0, "closed before {needle:?}");
+        buf.extend_from_slice(&chunk[..n]);
+        if String::from_utf8_lossy(&buf).contains(needle) {
+            return;
+        }
+    }
+}
+
+/// The Piping mode with curl: `curl -T - URL` (chunked, fed zeros by this
+/// process) and `curl -o /dev/null URL`, the receiver after the sender.
+async fn piping_run_curl(bytes: u64) -> Run {
+    let server = Server::spawn(&["serve-piping"]);
+    let addr = server.addr;
+    let url = format!("http://{addr}/zeros");
+    let run = measured(&server, async move {
+        let mut sender = Command::new("curl")
+            .args(["-sS", "-N", "-T", "-", &url])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let mut out = BufReader::new(sender.stdout.take().expect("stdout"));
+        let mut stdin = sender.stdin.take().expect("stdin");
+        let feeder = std::thread::spawn(move || {
+            let block = vec![0u8; BLOCK];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(BLOCK as u64) as usize;
+                if stdin.write_all(&block[..n]).is_err() {
+                    break;
+                }
+                left -= n as u64;
+            }
+        });
+        let mut out = tokio::task::spawn_blocking(move || {
+            let mut first = String::new();
+            out.read_line(&mut first).expect("first line");
+            out
+        })
+        .await
+        .expect("first line");
+        let receiver = Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{size_download}", &url])
+            .output()
+            .expect("curl receiver");
+        let got: u64 = String::from_utf8_lossy(&receiver.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        assert_eq!(got, bytes, "curl receiver got {got} bytes");
+        let _ = feeder.join();
+        let mut tail = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut tail);
+        let _ = sender.wait();
+        assert!(tail.contains("received successfully"), "sender: {tail:?}");
+    })
+    .await;
+    server.stop();
+    run
+}
+
 async fn read_url(stream: &mut TcpStream) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -485,17 +621,64 @@ async fn pipe_run_curl(bytes: u64) -> Run {
     run
 }
 
-async fn stream_bench(bytes: u64, curl: bool) {
+/// Which modes of the pipe `stream` measures.
+#[derive(Clone, Copy)]
+struct Modes {
+    ephemeral: bool,
+    piping: bool,
+}
+
+async fn stream_bench(bytes: u64, curl: bool, modes: Modes) {
     println!("## one stream of {bytes} bytes over loopback\n");
     println!("| path | size | wall | throughput | vs raw TCP | server CPU | server CPU per GB | server peak RSS |");
     println!("|---|---|---|---|---|---|---|---|");
     let raw = relay_run(bytes).await;
     raw.print("raw TCP relay (Rust clients)", bytes, None);
-    let rust = pipe_run_rust(bytes).await;
-    rust.print("pipe (Rust clients, Content-Length)", bytes, Some(&raw));
-    if curl {
-        let c = pipe_run_curl(bytes).await;
-        c.print("pipe (curl -T - → curl -o, chunked)", bytes, Some(&raw));
+    let mut ephemeral = (None, None);
+    if modes.ephemeral {
+        let rust = pipe_run_rust(bytes).await;
+        rust.print("pipe (Rust clients, Content-Length)", bytes, Some(&raw));
+        ephemeral.0 = Some(rust);
+        if curl {
+            let c = pipe_run_curl(bytes).await;
+            c.print("pipe (curl -T - → curl -o, chunked)", bytes, Some(&raw));
+            ephemeral.1 = Some(c);
+        }
+    }
+    let mut piping = (None, None);
+    if modes.piping {
+        let rust = piping_run_rust(bytes).await;
+        rust.print(
+            "pipe, Piping mode (Rust clients, Content-Length)",
+            bytes,
+            Some(&raw),
+        );
+        piping.0 = Some(rust);
+        if curl {
+            let c = piping_run_curl(bytes).await;
+            c.print(
+                "pipe, Piping mode (curl -T - → curl -o, chunked)",
+                bytes,
+                Some(&raw),
+            );
+            piping.1 = Some(c);
+        }
+    }
+    println!();
+    // The Piping mode's speed as a ratio of the ephemeral mode's, same run
+    // (wall time; ≥ 0.95 is the bar).
+    for (name, e, p) in [
+        ("Rust clients", &ephemeral.0, &piping.0),
+        ("curl", &ephemeral.1, &piping.1),
+    ] {
+        if let (Some(e), Some(p)) = (e, p) {
+            println!(
+                "Piping mode vs ephemeral mode ({name}): {:.2}x (wall {:.2} s vs {:.2} s)",
+                e.secs / p.secs,
+                p.secs,
+                e.secs
+            );
+        }
     }
     println!();
 }
