@@ -45,6 +45,9 @@
 //!   cursors and replay, presence, JWT auth (feature `jwt`) and abuse limits.
 //! - `backplane` (feature `hub`): where the hub's history, presence and
 //!   fan-out live; in memory by default.
+//! - [`limit`]: per-client limits: who a request comes from
+//!   ([`limit::ClientKey`]), and the `429 Too Many Requests` every service
+//!   answers a client at its cap.
 //! - [`proxy`]: heartbeat and deadline presets for Heroku, AWS ALB, nginx,
 //!   Cloudflare and GCP load balancers.
 //! - `testing` (feature `testing`): a proxy simulator for tests under paused
@@ -65,7 +68,9 @@
 //! | | `sse` | `delayed` |
 //! | | `server` | `error`, `body`, `delayed` |
 //! | | `proxy` | `delayed`, `http` |
-//! | services | `park`, `pipe`, `signal`, `hub` | the core; never one another |
+//! | | `limit` | `body`, `http`, `server` |
+//! | shared state | `backplane` (feature `hub`) | the core |
+//! | services | `park`, `pipe`, `signal`, `hub` | the core, `limit`; `hub` also `backplane`; never one another |
 //! | tools | `testing` | the core |
 //!
 //! The core knows nothing of the services: `park` plugs into `wait` through
