@@ -45,6 +45,8 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +56,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackplane, RedisBuilder};
 pub use memory::MemoryBackplane;
 
 use crate::error::Error;
