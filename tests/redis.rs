@@ -9,7 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use delayed_response::backplane::RedisBackplane;
-use delayed_response::hub::{Builder, Hub, Namespace, Publishers};
+use delayed_response::backplane::{Backplane, Presence};
+use delayed_response::hub::{
+    Authorizer, Builder, Hub, Identity, Namespace, Publishers, Unauthorized,
+};
+use http::request::Parts;
 use serde_json::Value;
 use support::redis::RedisServer;
 use support::sse::{SseEvent, SseStream};
@@ -115,4 +119,107 @@ async fn a_cursor_from_before_redis_lost_its_data_gets_a_gap_never_wrong_data() 
     let gap = resumed.expect("gap").await;
     assert_eq!(gap["channels"], serde_json::json!(["log"]));
     a.server.stop().await;
+}
+
+/// `X-User: name` identifies user `name`.
+struct HeaderAuth;
+
+impl Authorizer for HeaderAuth {
+    fn identify(&self, parts: &Parts) -> Result<Identity, Unauthorized> {
+        match parts.headers.get("x-user").and_then(|v| v.to_str().ok()) {
+            Some(user) => Ok(Identity::user(user).info(serde_json::json!({ "name": user }))),
+            None => Ok(Identity::anonymous()),
+        }
+    }
+}
+
+fn rooms() -> Builder {
+    open()
+        .authorizer(HeaderAuth)
+        .grace(Duration::from_millis(100))
+        .default_namespace(
+            Namespace::new()
+                .join_leave(true)
+                .publishers(Publishers::Anyone),
+        )
+}
+
+async fn present(addr: SocketAddr, channel: &str) -> Vec<(String, u64)> {
+    let mut stream = send_raw(
+        addr,
+        &format!("GET /presence/{channel} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    let res = read_response(&mut stream).await;
+    assert_eq!(res.status, 200, "{}", res.text());
+    json(&res)["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["user"].as_str().unwrap().to_string(),
+                u["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn presence_is_shared_across_instances_and_a_dead_instance_s_users_leave_once() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = instance(&redis, rooms()).await;
+    let b = instance(&redis, rooms()).await;
+    let c = instance(&redis, rooms()).await;
+    let mut bob = SseStream::open_with(b.server.addr, "/sub/room", "X-User: bob\r\n").await;
+    assert_eq!(bob.expect("join").await["user"], "bob");
+    let ann = SseStream::open_with(a.server.addr, "/sub/room", "X-User: ann\r\n").await;
+    assert_eq!(bob.expect("join").await["user"], "ann");
+    let users = present(c.server.addr, "room").await;
+    assert_eq!(users, vec![("ann".to_string(), 1), ("bob".to_string(), 1)]);
+
+    // ann closes her stream: A announces her leave after the grace.
+    drop(ann);
+    // A dead instance: a join through a backplane of its own, which is then
+    // dropped, so nobody renews the lease or says goodbye.
+    let dead = RedisBackplane::builder(redis.url())
+        .lease(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap();
+    let joined = dead
+        .presence_join(Presence {
+            channel: "room",
+            user: "cat",
+            connection: "dead-1",
+            info: None,
+            lease: None,
+        })
+        .await
+        .unwrap();
+    assert!(joined, "cat was absent");
+    drop(dead);
+    // B and C both sweep; exactly one leave for cat reaches bob.
+    let leave = bob.expect("leave").await;
+    // ann's and cat's leaves come in either order.
+    let mut left = vec![leave["user"].as_str().unwrap().to_string()];
+    left.push(
+        bob.expect("leave").await["user"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    left.sort();
+    assert_eq!(left, ["ann", "cat"]);
+    b.hub.publish("room", "marker").await.unwrap();
+    c.hub.publish("room", "marker 2").await.unwrap();
+    assert_eq!(next(&mut bob).await.data, "marker", "no second leave");
+    assert_eq!(next(&mut bob).await.data, "marker 2");
+    let users = present(b.server.addr, "room").await;
+    assert_eq!(users, vec![("bob".to_string(), 1)]);
+    a.server.stop().await;
+    b.server.stop().await;
+    c.server.stop().await;
 }

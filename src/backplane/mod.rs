@@ -267,6 +267,15 @@ pub trait Backplane: Send + Sync + 'static {
     /// Housekeeping a node runs now and then (the memory backplane drops
     /// channels whose history has expired and that nobody listens to).
     fn sweep(&self) {}
+
+    /// How often a node should call
+    /// [`presence_expired`](Self::presence_expired) even when nothing of its
+    /// own is due: `None` (the default) when only the node's own leases and
+    /// grace windows can expire; a networked backplane answers its lease
+    /// period, so that another node's dead connections are announced.
+    fn sweep_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Backplane {

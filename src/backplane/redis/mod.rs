@@ -489,4 +489,8 @@ impl Backplane for RedisBackplane {
     fn presence<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<Member>, Error>> {
         Box::pin(presence::members(&self.shared, channel))
     }
+
+    fn sweep_every(&self) -> Option<Duration> {
+        Some(self.shared.lease / 3)
+    }
 }
