@@ -223,3 +223,105 @@ async fn presence_is_shared_across_instances_and_a_dead_instance_s_users_leave_o
     b.server.stop().await;
     c.server.stop().await;
 }
+
+/// Publishes until the backplane takes it (after a Redis restart).
+async fn publish_when_back(addr: SocketAddr, channel: &str, body: &str) -> RawResponse {
+    within("redis to take publishes again", async {
+        loop {
+            let res = publish(addr, channel, body).await;
+            if res.status != 503 {
+                return res;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
+#[test]
+fn redis_down_for_two_seconds_answers_503_keeps_subscribers_and_sends_a_gap_after() {
+    // On a thread with an 8 MiB stack: a debug build's frames for this
+    // scenario (a megabyte of them) overflow a test thread's 2 MiB.
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(redis_down_for_two_seconds());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+async fn redis_down_for_two_seconds() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = instance(&redis, open()).await;
+    let b = instance(&redis, open()).await;
+    let mut on_a = SseStream::open(a.server.addr, "/sub/news").await;
+    let mut on_b = SseStream::open(b.server.addr, "/sub/news").await;
+    publish(a.server.addr, "news", "before").await;
+    assert_eq!(next(&mut on_a).await.data, "before");
+    assert_eq!(next(&mut on_b).await.data, "before");
+
+    redis.stop();
+    let res = publish(a.server.addr, "news", "lost?").await;
+    assert_eq!(
+        res.status, 503,
+        "nothing is accepted that will not be delivered"
+    );
+    assert_eq!(res.header("retry-after"), Some("1"));
+    // The scenario, not a synchronisation: Redis stays away for 2 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.restart().await;
+
+    // Each stream stayed connected and learns it may have missed messages
+    // (Redis came back empty: a new epoch).
+    for stream in [&mut on_a, &mut on_b] {
+        let gap = stream.expect("gap").await;
+        assert_eq!(gap["channels"], serde_json::json!(["news"]));
+    }
+    let res = publish_when_back(b.server.addr, "news", "after").await;
+    assert_eq!(res.status, 201, "{}", res.text());
+    assert_eq!(next(&mut on_a).await.data, "after", "a re-subscribed");
+    assert_eq!(next(&mut on_b).await.data, "after");
+    assert_eq!(a.hub.stats().connections, 1);
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_redis_never_stalls_a_heartbeat() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = instance(&redis, open().keep_alive(Duration::from_millis(100))).await;
+    let mut stream = SseStream::open(a.server.addr, "/sub/news").await;
+    let port = redis.port;
+    let mut sleeping = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        tcp.write_all(b"DEBUG SLEEP 3\r\n").await.unwrap();
+        let mut buf = [0u8; 16];
+        let _ = tcp.read(&mut buf).await;
+    });
+    // Redis is asleep: a publish times out (503) while heartbeats go on.
+    let addr = a.server.addr;
+    let publishing = tokio::spawn(async move { publish(addr, "news", "slow").await });
+    let before = stream.comments;
+    tokio::select! {
+        () = stream.comments_until(before + 5) => {}
+        _ = &mut sleeping => panic!("redis woke before five heartbeats went out"),
+    }
+    let res = publishing.await.unwrap();
+    assert_eq!(res.status, 503, "{}", res.text());
+    assert_eq!(res.header("retry-after"), Some("1"));
+    let _ = sleeping.await;
+    a.server.stop().await;
+}

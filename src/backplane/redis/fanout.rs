@@ -226,11 +226,11 @@ pub(super) async fn run(
             biased;
             push = pushes.recv() => {
                 let (Some(push), Some(shared)) = (push, shared.upgrade()) else { return };
-                on_push(&shared, push).await;
+                Box::pin(on_push(&shared, push)).await;
             }
             ctl = control.recv() => {
                 let (Some(ctl), Some(shared)) = (ctl, shared.upgrade()) else { return };
-                on_control(&shared, ctl).await;
+                Box::pin(on_control(&shared, ctl)).await;
             }
         }
     }
@@ -292,7 +292,7 @@ async fn catch_up(shared: &Arc<Shared>, channel: Arc<str>) {
             max_messages: usize::MAX,
             max_age: Duration::MAX,
         });
-    match shared.history(&channel, last, retention).await {
+    match Box::pin(shared.history(&channel, last, retention)).await {
         Ok(history) => match (last, history.replay) {
             (Some(_), Replay::Messages(messages)) => {
                 for m in &messages {

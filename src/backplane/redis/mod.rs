@@ -186,7 +186,7 @@ impl RedisBackplane {
                 .set_connection_timeout(Some(b.timeout))
                 .set_min_delay(Duration::from_millis(20))
                 .set_max_delay(Duration::from_millis(500))
-                .set_number_of_retries(1_000_000)
+                .set_number_of_retries(8)
         };
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let (control, control_rx) = mpsc::unbounded_channel();
@@ -273,7 +273,9 @@ impl Shared {
         &self,
         fut: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Error> {
-        match tokio::time::timeout(self.timeout, fut).await {
+        // Boxed: redis's futures are large, and a debug build nests them
+        // deep enough to overflow a 2 MiB stack during a reconnection.
+        match tokio::time::timeout(self.timeout, Box::pin(fut)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(io(e)),
             Err(_) => Err(io("redis: the call timed out")),
