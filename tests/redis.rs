@@ -325,3 +325,56 @@ async fn a_slow_redis_never_stalls_a_heartbeat() {
     let _ = sleeping.await;
     a.server.stop().await;
 }
+
+/// Script calls (`EVAL`, `EVALSHA`) Redis has answered so far.
+async fn script_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.command("INFO commandstats").await;
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_publish_is_one_redis_round_trip_whatever_the_number_of_subscribers() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    // A long lease: no presence sweep runs during the count.
+    let backplane = RedisBackplane::builder(redis.url())
+        .lease(Duration::from_secs(600))
+        .connect()
+        .await
+        .unwrap();
+    let hub = open().backplane(Arc::new(backplane)).build();
+    let server = serve(hub.service()).await;
+    // Loads the publish script (a first EVALSHA can be a NOSCRIPT, then EVAL).
+    assert_eq!(publish(server.addr, "fan", "warm-up").await.status, 202);
+    let mut calls = Vec::new();
+    let mut streams = Vec::new();
+    for subscribers in [1, 25] {
+        while streams.len() < subscribers {
+            streams.push(SseStream::open(server.addr, "/sub/fan").await);
+        }
+        let before = script_calls(&redis).await;
+        for i in 0..10 {
+            let res = publish(server.addr, "fan", &format!("m{i}")).await;
+            assert_eq!(json(&res)["subscribers"], subscribers);
+        }
+        calls.push(script_calls(&redis).await - before);
+    }
+    assert_eq!(
+        calls,
+        [10, 10],
+        "script calls for 10 publishes, to 1 and to 25 subscribers"
+    );
+    server.stop().await;
+}

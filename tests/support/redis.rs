@@ -90,9 +90,15 @@ impl RedisServer {
     async fn try_command(&self, inline: &str) -> std::io::Result<String> {
         let mut tcp = TcpStream::connect(self.addr()).await?;
         tcp.write_all(format!("{inline}\r\n").as_bytes()).await?;
+        let mut reply = Vec::new();
         let mut buf = vec![0u8; 4096];
-        let n = tcp.read(&mut buf).await?;
-        Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
+        loop {
+            let n = tcp.read(&mut buf).await?;
+            reply.extend_from_slice(&buf[..n]);
+            if n == 0 || complete(&reply) {
+                return Ok(String::from_utf8_lossy(&reply).into_owned());
+            }
+        }
     }
 
     /// Sends one inline command (`FLUSHALL`, `DEBUG SLEEP 1`) and returns
@@ -100,6 +106,21 @@ impl RedisServer {
     pub async fn command(&self, inline: &str) -> String {
         self.try_command(inline).await.expect("redis command")
     }
+}
+
+/// Whether `reply` holds a whole simple reply (a line) or bulk string.
+fn complete(reply: &[u8]) -> bool {
+    let Some(end) = reply.windows(2).position(|w| w == b"\r\n") else {
+        return false;
+    };
+    if reply.first() != Some(&b'$') {
+        return true;
+    }
+    let len: i64 = std::str::from_utf8(&reply[1..end])
+        .ok()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    len < 0 || reply.len() >= end + 2 + len as usize + 2
 }
 
 impl Drop for RedisServer {

@@ -142,6 +142,7 @@ pub(super) fn unlisten(shared: &Shared, channel: &str) {
     sub.refs = sub.refs.saturating_sub(1);
     if sub.refs == 0 {
         subs.remove(channel);
+        lock(&shared.retention).remove(channel);
         let _ = shared
             .control
             .send(Control::Unsubscribe(Arc::from(channel)));

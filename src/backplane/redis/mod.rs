@@ -282,6 +282,15 @@ impl Shared {
         }
     }
 
+    /// The retention of a channel this process listens to (for its
+    /// catch-up after a reconnection; forgotten at its last unlisten).
+    fn remember(&self, channel: &str, retention: Retention) {
+        let mut map = lock(&self.retention);
+        if map.get(channel) != Some(&retention) {
+            map.insert(Arc::from(channel), retention);
+        }
+    }
+
     fn new_epoch() -> Result<String, Error> {
         let epoch = u64::from_le_bytes(crate::id::random_bytes::<8>()?) >> 1;
         Ok(epoch.to_string())
@@ -304,8 +313,10 @@ impl Shared {
         data: Bytes,
         retention: Retention,
     ) -> Result<(Message, usize), Error> {
-        lock(&self.retention).insert(Arc::from(channel), retention);
         let wait = self.listening(channel);
+        if wait {
+            self.remember(channel, retention);
+        }
         let _inflight = wait.then(|| fanout::Inflight::new(self, channel));
         let mut cmd = self.cmd.clone();
         let mut inv = self.scripts.publish.prepare_invoke();
@@ -343,7 +354,9 @@ impl Shared {
         after: Option<Position>,
         retention: Retention,
     ) -> Result<History, Error> {
-        lock(&self.retention).insert(Arc::from(channel), retention);
+        if self.listening(channel) {
+            self.remember(channel, retention);
+        }
         fanout::subscribed(self, channel).await?;
         let mut cmd = self.cmd.clone();
         let mut inv = self.scripts.history.prepare_invoke();
