@@ -6,8 +6,13 @@
 //!
 //! ```text
 //! cargo run --features jwt --example hub_server -- [--addr 127.0.0.1:9000] \
-//!     [--secret KEY] [--open-publish] [--history N] [--http1-only] [--no-limits]
+//!     [--secret KEY] [--open-publish] [--history N] [--http1-only] [--no-limits] \
+//!     [--redis redis://127.0.0.1:6379]
 //! ```
+//!
+//! With `--redis URL` (feature `redis`) history, presence and fan-out live
+//! in Redis: several `hub_server`s on one Redis (and one `--secret`) act as
+//! one hub.
 //!
 //! then open <http://127.0.0.1:9000/> in two browser windows, or try:
 //!
@@ -30,7 +35,7 @@ mod app;
 mod common;
 
 const USAGE: &str = "usage: hub_server [--addr HOST:PORT] [--secret KEY] [--open-publish] \
-                     [--history N] [--http1-only] [--no-limits]";
+                     [--history N] [--http1-only] [--no-limits] [--redis URL]";
 
 const ABOUT: &str = "A chat on the hub: a page at /, POST /login, and the hub's routes under /hub/.
 
@@ -44,6 +49,7 @@ struct Args {
     options: app::Options,
     http1_only: bool,
     tls: common::Tls,
+    redis: Option<String>,
 }
 
 fn args() -> Args {
@@ -57,6 +63,7 @@ fn args() -> Args {
         },
         http1_only: false,
         tls: common::Tls::default(),
+        redis: None,
     };
     let mut args = std::env::args().skip(1);
     let usage = format!("{USAGE}{}", common::TLS_USAGE);
@@ -88,6 +95,8 @@ fn args() -> Args {
             "--open-publish" => out.options.open_publish = true,
             "--http1-only" => out.http1_only = true,
             "--no-limits" => out.options.no_limits = true,
+            "--redis" if cfg!(feature = "redis") => out.redis = Some(value("--redis")),
+            "--redis" => fail("--redis needs the feature redis (--features jwt,redis)".into()),
             other => fail(format!("unknown argument {other:?}")),
         }
     }
@@ -108,7 +117,19 @@ fn args() -> Args {
 async fn main() {
     common::init_tracing();
     let args = args();
-    let app = app::App::new(&args.options);
+    let app = match &args.redis {
+        #[cfg(feature = "redis")]
+        Some(url) => match delayed_response::backplane::RedisBackplane::connect(url).await {
+            Ok(backplane) => {
+                app::App::with_backplane(&args.options, std::sync::Arc::new(backplane))
+            }
+            Err(e) => {
+                eprintln!("hub_server: redis at {url}: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => app::App::new(&args.options),
+    };
     let (server, listener) = common::start("hub_server", &args.addr, &args.tls).await;
     let service = service_fn(move |req| {
         let app = app.clone();

@@ -43,6 +43,22 @@ pub struct App {
 
 impl App {
     pub fn new(options: &Options) -> App {
+        App::on(options, None)
+    }
+
+    /// The app on a backplane of its own (`hub_server --redis URL`).
+    #[allow(dead_code)] // only hub_server with the redis feature uses it
+    pub fn with_backplane(
+        options: &Options,
+        backplane: std::sync::Arc<dyn delayed_response::backplane::Backplane>,
+    ) -> App {
+        App::on(options, Some(backplane))
+    }
+
+    fn on(
+        options: &Options,
+        backplane: Option<std::sync::Arc<dyn delayed_response::backplane::Backplane>>,
+    ) -> App {
         let auth = JwtAuthorizer::hs256(&options.secret);
         let history = |ns: Namespace| ns.history(options.history, Duration::from_secs(300));
         let open = if options.open_publish {
@@ -66,6 +82,9 @@ impl App {
             );
         if options.no_limits {
             builder = builder.no_limits();
+        }
+        if let Some(backplane) = backplane {
+            builder = builder.backplane(backplane);
         }
         let hub = builder.build();
         App {

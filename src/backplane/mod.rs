@@ -45,6 +45,8 @@
 //! ```
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 use std::fmt;
 use std::future::Future;
@@ -54,6 +56,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisBackplane, RedisBuilder};
 pub use memory::MemoryBackplane;
 
 use crate::error::Error;
@@ -263,6 +267,15 @@ pub trait Backplane: Send + Sync + 'static {
     /// Housekeeping a node runs now and then (the memory backplane drops
     /// channels whose history has expired and that nobody listens to).
     fn sweep(&self) {}
+
+    /// How often a node should call
+    /// [`presence_expired`](Self::presence_expired) even when nothing of its
+    /// own is due: `None` (the default) when only the node's own leases and
+    /// grace windows can expire; a networked backplane answers its lease
+    /// period, so that another node's dead connections are announced.
+    fn sweep_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl fmt::Debug for dyn Backplane {

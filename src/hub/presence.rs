@@ -239,11 +239,14 @@ impl Inner {
 
 async fn run(hub: Weak<Inner>, notify: Arc<Notify>) {
     loop {
-        let next = match hub.upgrade() {
-            Some(inner) => inner.sweeper.next(),
+        let (next, every) = match hub.upgrade() {
+            Some(inner) => (inner.sweeper.next(), inner.config.backplane.sweep_every()),
             None => return,
         };
-        let wake_at = next.unwrap_or_else(|| Instant::now() + IDLE_SWEEP);
+        // A networked backplane's leases expire on other nodes too: ask it
+        // as often as it says.
+        let idle = Instant::now() + every.unwrap_or(IDLE_SWEEP);
+        let wake_at = next.map_or(idle, |n| n.min(idle));
         tokio::select! {
             () = tokio::time::sleep_until(wake_at) => {}
             () = notify.notified() => {}

@@ -381,10 +381,15 @@ where
         Err(error) if error.is_invalid() => bad_request("bad request"),
         Err(error) => {
             tracing::warn!(%error, "publish failed");
-            text(
+            let mut res = text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the backplane is unavailable\n",
-            )
+            );
+            res.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+            res
         }
     }
 }

@@ -4,6 +4,8 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sse;
 #[cfg(feature = "tls")]
 pub mod tls;
