@@ -27,14 +27,7 @@ fn use_up_descriptors() -> Option<Vec<std::fs::File>> {
 
 #[tokio::test]
 async fn out_of_descriptors_the_server_backs_off_says_so_once_and_recovers() {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let server = hello(Server::new()).await;
 

@@ -220,14 +220,7 @@ async fn nothing_arrives(s: &mut TcpStream) {
 #[tokio::test]
 async fn past_the_connection_cap_the_server_waits_and_says_so_once() {
     // A current-thread runtime: the server's events go to this subscriber.
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let server = hello(Server::new().max_connections(2)).await;
     let mut a = TcpStream::connect(server.addr).await.unwrap();

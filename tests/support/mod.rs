@@ -26,23 +26,28 @@ use tokio::task::JoinHandle;
 /// How long a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-/// A server running `delayed_response::server` on 127.0.0.1:0.
+/// A server running `delayed_response::server` on 127.0.0.1:0, with a 2 s
+/// grace period and its shutdown signal at hand.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: Shutdown,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 impl TestServer {
     /// Stops accepting, triggers the shutdown signal and waits (up to the
     /// grace period) for connections to finish.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
+    pub async fn stop(self) {
+        let _ = self.running.stop.send(());
+        let _ = tokio::time::timeout(PATIENCE, self.running.task).await;
     }
+}
+
+/// The settings of [`serve`]: a 2 s grace period, `shutdown` as its signal.
+fn test_server(shutdown: &Shutdown) -> Server {
+    Server::new()
+        .grace_period(Duration::from_secs(2))
+        .shutdown_signal(shutdown.clone())
 }
 
 /// Serves a hyper service on 127.0.0.1:0.
@@ -55,21 +60,12 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = Shutdown::new();
-    let server = Server::new()
-        .grace_period(Duration::from_secs(2))
-        .shutdown_signal(shutdown.clone());
-    let task = tokio::spawn(server.serve(listener, service, async {
-        let _ = stopped.await;
-    }));
+    let running = start(test_server(&shutdown), service).await;
     TestServer {
-        addr,
+        addr: running.addr,
         shutdown,
-        stop: Some(stop),
-        task,
+        running,
     }
 }
 
@@ -82,11 +78,13 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    serve(hyper::service::service_fn(move |req| {
-        let fut = f(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    }))
-    .await
+    let shutdown = Shutdown::new();
+    let running = start_fn(test_server(&shutdown), f).await;
+    TestServer {
+        addr: running.addr,
+        shutdown,
+        running,
+    }
 }
 
 /// A server with the test's own [`Server`] settings on 127.0.0.1:0 (where
@@ -171,6 +169,19 @@ impl std::io::Write for Logs {
 }
 
 impl Logs {
+    /// Collects the WARN and ERROR events of this thread (a current-thread
+    /// runtime: the server's too) until the guard is dropped.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
     /// How many times `needle` was printed.
     pub fn count(&self, needle: &str) -> usize {
         String::from_utf8_lossy(&self.0.lock().unwrap())
