@@ -408,6 +408,20 @@ mod tests {
         assert!(limit.check(&a).is_err());
     }
 
+    #[test]
+    fn a_rate_that_is_not_positive_and_finite_is_one_every_million_seconds() {
+        for n in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-9] {
+            assert_eq!(Rate::per_second(n), Rate::per_second(1e-6), "{n}");
+        }
+        // Bursts of the rate rounded up, at least 1.
+        assert_eq!(Rate::per_second(2.5), Rate::per_second(2.5).burst(3));
+        assert_eq!(Rate::per_second(0.5), Rate::per_second(0.5).burst(1));
+        assert_eq!(
+            Rate::per_second(1.0).burst(0),
+            Rate::per_second(1.0).burst(1)
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_buckets_are_swept_when_the_map_grows() {
         let limit = RateLimit::new(Rate::per_second(1000.0).burst(1));
