@@ -1,5 +1,6 @@
 //! Per-client limits: who a request comes from ([`ClientKey`]), a cap on what
-//! one client may hold at once, and a token bucket on how fast it may ask.
+//! one client may hold at once, and a token bucket on how fast it may ask
+//! (its settings: [`Rate`]).
 //!
 //! Every global cap of the crate's services (waiting pipe senders,
 //! reservations, parked jobs, signal peers, hub connections) has a per-client
@@ -98,8 +99,14 @@ impl ClientKey {
         }
         match extensions.get::<RemoteAddr>() {
             Some(addr) => ClientKey::from_ip(addr.0.ip()),
-            None => ClientKey(Repr::Unknown),
+            None => ClientKey::unknown(),
         }
+    }
+
+    /// The one key of every request with neither a [`ClientKey`] nor a
+    /// peer address.
+    pub(crate) fn unknown() -> Self {
+        ClientKey(Repr::Unknown)
     }
 }
 
@@ -194,8 +201,47 @@ impl Drop for Permit {
     }
 }
 
-/// A token bucket per client: `burst` requests at once, refilled at `rate`
-/// per second.
+/// A token bucket's settings: `per_second` tokens flow in, up to `burst`
+/// banked. The hub's publish and connect rates and signal's
+/// `signal_rate_per_client` take one.
+///
+/// # Examples
+///
+/// ```
+/// use delayed_response::limit::Rate;
+///
+/// // 5 a second on average, 20 at once after a quiet spell.
+/// let rate = Rate::per_second(5.0).burst(20);
+/// # let _ = rate;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[must_use]
+pub struct Rate {
+    per_second: f64,
+    burst: f64,
+}
+
+impl Rate {
+    /// `n` a second, bursts of `n` rounded up (at least 1). An `n` that is
+    /// not a positive, finite number, or is below one every ~11 days
+    /// (`1e-6`), is taken as `1e-6`: a client gets its burst and then
+    /// (practically) waits.
+    pub fn per_second(n: f64) -> Self {
+        let n = if n.is_finite() { n.max(1e-6) } else { 1e-6 };
+        Rate {
+            per_second: n,
+            burst: n.ceil().max(1.0),
+        }
+    }
+
+    /// How many may come at once after a quiet spell (at least 1).
+    pub fn burst(mut self, n: u32) -> Self {
+        self.burst = f64::from(n.max(1));
+        self
+    }
+}
+
+/// A token bucket per client, filled at a [`Rate`].
 ///
 /// Idle clients' buckets are dropped once they would be full again, in a
 /// sweep that runs when the map has doubled since the last one, so memory
@@ -220,15 +266,10 @@ struct Bucket {
 }
 
 impl RateLimit {
-    /// `rate` tokens per second (> 0), at most `burst` (≥ 1) banked.
-    pub(crate) fn new(rate: f64, burst: u32) -> Self {
+    pub(crate) fn new(rate: Rate) -> Self {
         RateLimit {
-            rate: if rate.is_finite() && rate > 0.0 {
-                rate
-            } else {
-                f64::MIN_POSITIVE
-            },
-            burst: f64::from(burst.max(1)),
+            rate: rate.per_second,
+            burst: rate.burst,
             state: Mutex::new(Buckets {
                 map: HashMap::new(),
                 sweep_at: 1024,
@@ -354,7 +395,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
-        let limit = RateLimit::new(2.0, 3);
+        let limit = RateLimit::new(Rate::per_second(2.0).burst(3));
         let a = ClientKey::new("a");
         for _ in 0..3 {
             assert!(limit.check(&a).is_ok());
@@ -367,9 +408,23 @@ mod tests {
         assert!(limit.check(&a).is_err());
     }
 
+    #[test]
+    fn a_rate_that_is_not_positive_and_finite_is_one_every_million_seconds() {
+        for n in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-9] {
+            assert_eq!(Rate::per_second(n), Rate::per_second(1e-6), "{n}");
+        }
+        // Bursts of the rate rounded up, at least 1.
+        assert_eq!(Rate::per_second(2.5), Rate::per_second(2.5).burst(3));
+        assert_eq!(Rate::per_second(0.5), Rate::per_second(0.5).burst(1));
+        assert_eq!(
+            Rate::per_second(1.0).burst(0),
+            Rate::per_second(1.0).burst(1)
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn idle_buckets_are_swept_when_the_map_grows() {
-        let limit = RateLimit::new(1000.0, 1);
+        let limit = RateLimit::new(Rate::per_second(1000.0).burst(1));
         for i in 0..1024 {
             limit.check(&ClientKey::new(i.to_string())).unwrap();
         }

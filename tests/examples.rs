@@ -7,33 +7,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 
+use support::example::*;
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStderr, Command};
-
-/// A running example server; killed when dropped.
-struct Example {
-    child: Child,
-    addr: SocketAddr,
-}
-
-fn example_path(name: &str) -> PathBuf {
-    // target/<profile>/deps/examples-<hash> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo test --all-features` (it builds the examples) or \
-         `cargo build --all-features --examples` first",
-        path.display()
-    );
-    path
-}
+use tokio::process::ChildStderr;
 
 /// The teaching examples this build has (each needs its module's feature).
 fn examples() -> Vec<&'static str> {
@@ -47,43 +26,24 @@ fn examples() -> Vec<&'static str> {
     names
 }
 
-/// Starts `name` with `--addr 127.0.0.1:0` and reads the address it bound
-/// from its first line of stdout.
+/// Starts `name` with `args`, its stderr dropped.
 async fn start(name: &str, args: &[&str]) -> Example {
-    spawn(name, args, Stdio::null()).await
+    listen(example(name).args(args), "http").await
 }
 
 /// [`start`], with the example's stderr (its log, at INFO) to read.
 async fn start_with_logs(name: &str, args: &[&str]) -> (Example, Lines<BufReader<ChildStderr>>) {
-    let mut ex = spawn(name, args, Stdio::piped()).await;
+    let mut ex = listen(
+        example(name)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stderr(Stdio::piped()),
+        "http",
+    )
+    .await;
     let stderr = ex.child.stderr.take().unwrap();
     (ex, BufReader::new(stderr).lines())
-}
-
-async fn spawn(name: &str, args: &[&str], stderr: Stdio) -> Example {
-    let mut child = Command::new(example_path(name))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .env("RUST_LOG", "info")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let line = within("the example to listen", lines.next_line())
-        .await
-        .unwrap()
-        .expect("the example printed nothing");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    Example { child, addr }
 }
 
 #[tokio::test]
@@ -184,12 +144,7 @@ async fn axum_example_reports_its_bound_port_and_serves() {
 #[tokio::test]
 async fn examples_reject_unknown_arguments_with_usage() {
     for name in examples() {
-        let out = Command::new(example_path(name))
-            .arg("--bogus")
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .unwrap();
+        let out = run(name, &["--bogus"]).await;
         assert_eq!(out.status.code(), Some(2), "{name}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("usage:"), "{name}: {err}");
@@ -239,12 +194,7 @@ async fn async_jobs_accepts_digits_only() {
 async fn help_prints_the_usage_and_how_to_try_it_and_exits_0() {
     for name in examples() {
         for flag in ["--help", "-h"] {
-            let out = Command::new(example_path(name))
-                .arg(flag)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .unwrap();
+            let out = run(name, &[flag]).await;
             assert_eq!(out.status.code(), Some(0), "{name} {flag}");
             let help = String::from_utf8_lossy(&out.stdout);
             assert!(help.starts_with("usage: "), "{name} {flag}: {help}");

@@ -13,114 +13,12 @@ mod support;
 mod app;
 
 use std::convert::Infallible;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::Duration;
 
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
+use support::browser::{eval, until, Browser};
 
 const ROOM: &str = "chat.lobby";
-/// How long the test waits for the browser to show something.
-const BROWSER_PATIENCE: Duration = Duration::from_secs(20);
-
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// chromedriver on a free port, killed when dropped.
-struct Driver {
-    _child: Child,
-    url: String,
-}
-
-async fn start_driver(path: &Path) -> Driver {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver starts");
-    // Waits for an external process to listen: there is no signal to await.
-    let ready = tokio::time::timeout(BROWSER_PATIENCE, async {
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    assert!(ready.is_ok(), "chromedriver did not listen on {port}");
-    Driver {
-        _child: child,
-        url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-/// A headless Chromium session with a fresh profile (so its own cookies).
-async fn browser(driver: &Driver, profile: &Path) -> Client {
-    let mut args = vec![
-        "--headless=new".to_string(),
-        "--no-sandbox".into(),
-        "--disable-gpu".into(),
-        "--disable-dev-shm-usage".into(),
-        "--disable-background-networking".into(),
-        "--disable-component-update".into(),
-        "--disable-sync".into(),
-        "--no-first-run".into(),
-        format!("--user-data-dir={}", profile.display()),
-    ];
-    args.push("--window-size=1000,700".into());
-    let mut options = json!({ "args": args });
-    if let Some(binary) = find_on_path("chromium") {
-        options["binary"] = json!(binary);
-    }
-    let mut caps = serde_json::Map::new();
-    caps.insert("goog:chromeOptions".into(), options);
-    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-        .capabilities(caps)
-        .connect(&driver.url)
-        .await
-        .expect("a WebDriver session")
-}
-
-async fn eval(client: &Client, script: &str) -> Value {
-    client
-        .execute(script, vec![])
-        .await
-        .expect("the script runs")
-}
-
-/// Polls `script` until `check` accepts its value; returns it.
-async fn until(client: &Client, what: &str, script: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let mut last = Value::Null;
-    let found = tokio::time::timeout(BROWSER_PATIENCE, async {
-        loop {
-            last = eval(client, script).await;
-            if check(&last) {
-                return last.clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-    found.unwrap_or_else(|_| panic!("timed out waiting for {what}; last saw {last}"))
-}
 
 const ONLINE: &str =
     "return [...document.querySelectorAll('#online li')].map(li => li.dataset.user)";
@@ -171,14 +69,7 @@ fn strings(v: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pages_chat_and_a_cut_stream_resumes_with_last_event_id_exactly_once() {
-    let Some(chromedriver) = find_on_path("chromedriver") else {
-        assert!(
-            !in_ci(),
-            "chromedriver is not on the PATH, and CI is set: install chromium and chromium-driver"
-        );
-        eprintln!(
-            "SKIPPED: chromedriver is not on the PATH (apt-get install chromium chromium-driver)"
-        );
+    let Some(browser) = Browser::launch().await else {
         return;
     };
     let app = app::App::new(&app::Options {
@@ -195,10 +86,8 @@ async fn two_pages_chat_and_a_cut_stream_resumes_with_last_event_id_exactly_once
     .await;
     let base = format!("http://{}/", server.addr);
 
-    let driver = start_driver(&chromedriver).await;
-    let root = std::env::temp_dir().join(format!("hub-browser-{}", std::process::id()));
-    let ann = browser(&driver, &root.join("ann")).await;
-    let bob = browser(&driver, &root.join("bob")).await;
+    let ann = browser.session().await;
+    let bob = browser.session().await;
 
     // 1. Two pages chat, and each sees the other online and their messages.
     join(&ann, &base, "ann").await;
@@ -253,7 +142,6 @@ async fn two_pages_chat_and_a_cut_stream_resumes_with_last_event_id_exactly_once
 
     ann.close().await.unwrap();
     bob.close().await.unwrap();
-    drop(driver);
-    let _ = std::fs::remove_dir_all(&root);
+    drop(browser);
     server.stop().await;
 }

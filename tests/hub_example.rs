@@ -3,44 +3,20 @@
 //! the example: build it first (`cargo build --all-features --examples`).
 mod support;
 
-use std::net::SocketAddr;
-use std::process::Stdio;
-
+use support::example::*;
 use support::sse::SseStream;
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
-async fn start(args: &[&str]) -> (Child, SocketAddr) {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join("hub_server");
-    assert!(path.exists(), "{} is not built", path.display());
-    let mut child = Command::new(path)
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = within("the example to listen", lines.next_line())
-        .await
-        .unwrap()
-        .expect("the example printed nothing");
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (child, addr)
+async fn start(args: &[&str]) -> Example {
+    listen(example("hub_server").args(args), "http").await
 }
 
 #[tokio::test]
 async fn hub_server_serves_the_page_logs_in_and_chats() {
-    let (_child, addr) = start(&[
+    let Example {
+        addr,
+        child: _child,
+    } = start(&[
         "--secret",
         "0123456789abcdef0123456789abcdef",
         "--http1-only",
@@ -98,7 +74,10 @@ async fn hub_server_serves_the_page_logs_in_and_chats() {
 
 #[tokio::test]
 async fn hub_server_open_publish_lets_anyone_publish_to_public_channels() {
-    let (_child, addr) = start(&["--open-publish", "--history", "5"]).await;
+    let Example {
+        addr,
+        child: _child,
+    } = start(&["--open-publish", "--history", "5"]).await;
     let mut sub = SseStream::open(addr, "/hub/sub/news").await;
     let res = post(addr, "/hub/pub/news", None, "hi").await;
     assert_eq!(res.status, 201);

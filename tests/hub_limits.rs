@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use delayed_response::hub::{Hub, Namespace, Publishers, Rate, Reason};
+use delayed_response::hub::{Hub, Namespace, Publishers, Reason};
+use delayed_response::limit::{ClientKey, Rate};
+use http::Request;
 use http_body_util::{BodyExt, Empty};
+use hyper::body::Incoming;
 use support::sse::SseStream;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +41,43 @@ async fn publishes_over_the_rate_get_429_with_retry_after() {
     assert_eq!(hub.stats().messages_in, 2);
     // The application is not limited.
     hub.publish("a", "from rust").await.unwrap();
+    server.stop().await;
+}
+
+/// A publish as the client that `X-Client` names.
+async fn publish_as(addr: SocketAddr, client: &str) -> u16 {
+    let mut s = send_raw(
+        addr,
+        &format!(
+            "POST /pub/a HTTP/1.1\r\nHost: hub\r\nX-Client: {client}\r\n\
+             Content-Length: 1\r\nConnection: close\r\n\r\nx"
+        ),
+    )
+    .await;
+    read_response(&mut s).await.status
+}
+
+#[tokio::test]
+async fn anonymous_clients_are_limited_by_the_client_key_the_application_supplies() {
+    let hub = open()
+        .publish_rate(Some(Rate::per_second(0.001).burst(1)))
+        .build();
+    let service = hub.service();
+    // Every request comes from 127.0.0.1: only the key tells clients apart.
+    let server = serve_fn(move |mut req: Request<Incoming>| {
+        let service = service.clone();
+        async move {
+            let client = req.headers().get("x-client").cloned();
+            if let Some(key) = client.as_ref().and_then(|v| v.to_str().ok()) {
+                req.extensions_mut().insert(ClientKey::new(key));
+            }
+            hyper::service::Service::call(&service, req).await.unwrap()
+        }
+    })
+    .await;
+    assert_eq!(publish_as(server.addr, "ann").await, 202);
+    assert_eq!(publish_as(server.addr, "ann").await, 429);
+    assert_eq!(publish_as(server.addr, "bob").await, 202);
     server.stop().await;
 }
 

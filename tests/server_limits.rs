@@ -9,8 +9,7 @@
 mod support;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use delayed_response::server::Server;
@@ -20,58 +19,19 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// A generous hang guard for the tests that wait out many timeouts at once.
 const HANG_GUARD: Duration = Duration::from_secs(60);
 
-/// A server with these settings, stopped by sending on `stop`.
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        within("the server to stop", self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn start<S, B>(server: Server, service: S) -> Running
-where
-    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<delayed_response::BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<delayed_response::BoxError>,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(server.grace_period(Duration::from_secs(1)).serve(
-        listener,
-        service,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    Running { addr, stop, task }
-}
+/// The grace period of every server here: a stop does not wait out the
+/// default.
+const GRACE: Duration = Duration::from_secs(1);
 
 /// Answers "hi" to everything.
 async fn hello(server: Server) -> Running {
-    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("hi")))
-    });
-    start(server, service).await
+    support::hello(server.grace_period(GRACE)).await
 }
 
 /// A held response per request (no heartbeat within the test), whose
@@ -85,18 +45,7 @@ async fn held(server: Server) -> (Running, mpsc::UnboundedReceiver<Completion>) 
         let _ = tx.send(completion);
         async move { Ok::<_, Infallible>(res.await) }
     });
-    (start(server, service).await, rx)
-}
-
-/// Reads until the server closes the connection (EOF or reset).
-async fn closed(s: &mut TcpStream) {
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-    }
+    (start(server.grace_period(GRACE), service).await, rx)
 }
 
 const KEEP_ALIVE_GET: &str = "GET / HTTP/1.1\r\nHost: test\r\n\r\n";
@@ -167,7 +116,11 @@ async fn slow_header_clients_are_closed_while_a_good_client_is_served() {
 async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
     let server = hello(Server::new().header_read_timeout(Duration::from_millis(200))).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    within("the silent connection to close", closed(&mut silent)).await;
+    within(
+        "the silent connection to close",
+        closed_by_server(&mut silent),
+    )
+    .await;
     server.stop().await;
 }
 
@@ -177,7 +130,7 @@ async fn a_slow_h2c_preface_is_closed_after_the_header_read_timeout() {
     // sends only part of it must not pin the connection.
     let server = hello(Server::new().header_read_timeout(Duration::from_millis(200))).await;
     let mut s = send_raw(server.addr, "PRI * HTTP/2.0\r\n").await;
-    within("the connection to close", closed(&mut s)).await;
+    within("the connection to close", closed_by_server(&mut s)).await;
     server.stop().await;
 }
 
@@ -191,7 +144,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     .await;
     let mut s = TcpStream::connect(server.addr).await.unwrap();
     request(&mut s).await;
-    within("the idle connection to close", closed(&mut s)).await;
+    within("the idle connection to close", closed_by_server(&mut s)).await;
     server.stop().await;
 }
 
@@ -211,7 +164,7 @@ async fn a_kept_alive_connection_gets_the_idle_timeout_then_the_header_read_time
     request(&mut s).await;
     // Once a request starts, its head is due within the header timeout.
     s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
-    within("the slow connection to close", closed(&mut s)).await;
+    within("the slow connection to close", closed_by_server(&mut s)).await;
     server.stop().await;
 }
 
@@ -257,29 +210,6 @@ async fn the_timeouts_never_touch_a_held_h2_response() {
     server.stop().await;
 }
 
-/// Collects what the `tracing` events on this thread print.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn count(&self, needle: &str) -> usize {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .matches(needle)
-            .count()
-    }
-}
-
 /// Nothing arrives on `s` for a while (the server has not accepted it).
 async fn nothing_arrives(s: &mut TcpStream) {
     let mut buf = [0u8; 64];
@@ -290,14 +220,7 @@ async fn nothing_arrives(s: &mut TcpStream) {
 #[tokio::test]
 async fn past_the_connection_cap_the_server_waits_and_says_so_once() {
     // A current-thread runtime: the server's events go to this subscriber.
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Logs::capture();
 
     let server = hello(Server::new().max_connections(2)).await;
     let mut a = TcpStream::connect(server.addr).await.unwrap();
@@ -338,7 +261,11 @@ async fn an_h2_connection_runs_at_most_max_concurrent_streams_at_once() {
             Ok::<_, Infallible>(Response::new(Body::from("hi")))
         }
     });
-    let server = start(Server::new().max_concurrent_streams(2), service).await;
+    let server = start(
+        Server::new().max_concurrent_streams(2).grace_period(GRACE),
+        service,
+    )
+    .await;
     let mut send = h2_connect(server.addr).await;
     let req = |path: &str| {
         Request::get(format!("http://test{path}"))

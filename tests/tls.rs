@@ -6,9 +6,7 @@
 
 mod support;
 
-use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,16 +16,14 @@ use delayed_response::server::rustls::pki_types::ServerName;
 use delayed_response::server::{self, RemoteAddr, Server};
 use delayed_response::{Body, DelayedResponse, Heartbeat};
 use http::uri::Scheme;
-use http::{Request, Response, StatusCode, Version};
+use http::{Response, StatusCode, Version};
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use support::tls::*;
-use support::within;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Notify};
-use tokio::task::JoinHandle;
+use support::{closed_by_server, hello, start_fn, within};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
 
 /// A server with TLS from `pki` (loaded from PEM files, as a user would).
 fn tls_server(pki: &Pki) -> Server {
@@ -36,53 +32,13 @@ fn tls_server(pki: &Pki) -> Server {
     Server::new().tls(Arc::new(config))
 }
 
-/// A server running on 127.0.0.1:0, stopped by [`Running::stop`].
-struct Running {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<io::Result<()>>,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        within("the server to stop", self.task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-}
-
-async fn start<F, Fut>(server: Server, f: F) -> Running
-where
-    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Response<Body>> + Send + 'static,
-{
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let service = hyper::service::service_fn(move |req| {
-        let fut = f(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    });
-    let task = tokio::spawn(server.serve(listener, service, async {
-        let _ = stopped.await;
-    }));
-    Running { addr, stop, task }
-}
-
-/// Answers "hi" to everything.
-async fn hello(server: Server) -> Running {
-    start(server, |_req| async { Response::new(Body::from("hi")) }).await
-}
-
 /// A TLS client that trusts `pki`'s certificate and offers these ALPN
 /// A held response: heartbeats until the test says the work is done.
 async fn held_with_heartbeats(protocol: &[u8]) {
     let pki = self_signed();
     let done = Arc::new(Notify::new());
     let work_done = done.clone();
-    let server = start(tls_server(&pki), move |req| {
+    let server = start_fn(tls_server(&pki), move |req| {
         let done = work_done.clone();
         async move {
             DelayedResponse::for_request(&req)
@@ -139,7 +95,7 @@ async fn an_h2_client_gets_a_held_response_with_heartbeats_over_tls() {
 #[tokio::test]
 async fn requests_over_tls_carry_the_https_scheme_and_the_client_address() {
     let pki = self_signed();
-    let server = start(tls_server(&pki), |req| async move {
+    let server = start_fn(tls_server(&pki), |req| async move {
         let scheme = req.extensions().get::<Scheme>().map(Scheme::to_string);
         let addr = req
             .extensions()
@@ -196,29 +152,16 @@ async fn a_client_that_prefers_h2_gets_h2() {
     server.stop().await;
 }
 
-/// Reads until the peer closes; `true` if it did (EOF or reset).
-async fn closed_by_server(s: &mut TcpStream) -> bool {
-    let mut buf = [0u8; 1024];
-    loop {
-        match s.read(&mut buf).await {
-            Ok(0) | Err(_) => return true,
-            Ok(_) => {}
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_client_that_never_starts_the_handshake_is_closed_after_the_header_read_timeout() {
     let pki = self_signed();
     let server = hello(tls_server(&pki).header_read_timeout(Duration::from_millis(200))).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    assert!(
-        within(
-            "the silent client to be closed",
-            closed_by_server(&mut silent)
-        )
-        .await
-    );
+    within(
+        "the silent client to be closed",
+        closed_by_server(&mut silent),
+    )
+    .await;
     // The server goes on.
     let tls = connect(server.addr, &connector(&pki, &[HTTP_1_1])).await;
     let mut client = Client::over(tls).await;
@@ -237,13 +180,11 @@ async fn a_client_that_stops_mid_handshake_is_closed_after_the_header_read_timeo
         .write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await
         .unwrap();
-    assert!(
-        within(
-            "the stalled client to be closed",
-            closed_by_server(&mut stalled)
-        )
-        .await
-    );
+    within(
+        "the stalled client to be closed",
+        closed_by_server(&mut stalled),
+    )
+    .await;
     server.stop().await;
 }
 
@@ -261,7 +202,7 @@ async fn garbage_instead_of_a_handshake_is_closed_and_the_server_goes_on() {
     ] {
         let mut s = TcpStream::connect(server.addr).await.unwrap();
         s.write_all(garbage).await.unwrap();
-        assert!(within("a bad handshake to be closed", closed_by_server(&mut s)).await);
+        within("a bad handshake to be closed", closed_by_server(&mut s)).await;
     }
     let tls = connect(server.addr, &connector(&pki, &[H2])).await;
     let mut client = Client::over(tls).await;
@@ -316,34 +257,23 @@ async fn an_idle_tls_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test]
 async fn shutdown_closes_a_connection_still_in_its_handshake_at_once() {
     let pki = self_signed();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(Body::from("hi")))
-    });
-    let (stop, stopped) = oneshot::channel::<()>();
     // Far longer than the test's patience: the server must not wait them out.
-    let server = tls_server(&pki)
-        .grace_period(Duration::from_secs(600))
-        .header_read_timeout(Duration::from_secs(600));
-    let task = tokio::spawn(server.serve(listener, service, async {
-        let _ = stopped.await;
-    }));
+    let server = hello(
+        tls_server(&pki)
+            .grace_period(Duration::from_secs(600))
+            .header_read_timeout(Duration::from_secs(600)),
+    )
+    .await;
+    let addr = server.addr;
     let mut silent = TcpStream::connect(addr).await.unwrap();
     // A handshake accepted after it proves it was accepted.
     connect(addr, &connector(&pki, &[HTTP_1_1])).await;
-    stop.send(()).unwrap();
-    within("serve to return before its grace period", task)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        within(
-            "the silent client to be closed",
-            closed_by_server(&mut silent)
-        )
-        .await
-    );
+    server.stop().await;
+    within(
+        "the silent client to be closed",
+        closed_by_server(&mut silent),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -351,7 +281,7 @@ async fn held_responses_end_when_a_tls_server_shuts_down() {
     let pki = self_signed();
     let (arrived, mut has_arrived) = tokio::sync::mpsc::unbounded_channel();
     let server = tls_server(&pki).grace_period(Duration::from_secs(600));
-    let server = start(server, move |req| {
+    let server = start_fn(server, move |req| {
         let arrived = arrived.clone();
         async move {
             let _ = arrived.send(());

@@ -8,31 +8,12 @@
 
 mod support;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
-
 use bytes::Bytes;
 use http::{Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty, Full};
+use support::example::*;
 use support::tls::*;
 use support::within;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
-
-fn example_path(name: &str) -> PathBuf {
-    // target/<profile>/deps/tls-<hash> → target/<profile>/examples/<name>
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
-    let path = dir.join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is not built: run `cargo test --all-features` (it builds the examples) or \
-         `cargo build --all-features --examples` first",
-        path.display()
-    );
-    path
-}
 
 /// The examples this build has (each needs its module's features).
 fn examples() -> Vec<&'static str> {
@@ -49,25 +30,10 @@ fn examples() -> Vec<&'static str> {
     names
 }
 
-/// Runs example `name` with `args` to its end (for command lines it
-/// refuses).
-async fn run_example(name: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
-    within(
-        "the example to exit",
-        Command::new(example_path(name))
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn every_example_lists_the_tls_options_in_its_help() {
     for name in examples() {
-        let out = run_example(name, &["--help".as_ref()]).await;
+        let out = run(name, &["--help"]).await;
         assert_eq!(out.status.code(), Some(0), "{name}");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(help.contains("--tls-cert PATH"), "{name}: {help}");
@@ -79,7 +45,7 @@ async fn every_example_lists_the_tls_options_in_its_help() {
 async fn every_example_wants_both_tls_files_or_neither() {
     for name in examples() {
         for (given, missing) in [("--tls-cert", "--tls-key"), ("--tls-key", "--tls-cert")] {
-            let out = run_example(name, &[given.as_ref(), "x.pem".as_ref()]).await;
+            let out = run(name, &[given, "x.pem"]).await;
             assert_eq!(out.status.code(), Some(2), "{name} {given}");
             let err = String::from_utf8_lossy(&out.stderr);
             assert!(
@@ -97,7 +63,7 @@ async fn every_example_names_a_tls_file_it_cannot_use_and_does_not_listen() {
     let (cert, _) = pem_files(&pki.cert_pem, &pki.key_pem);
     let missing = cert.with_file_name("missing-key.pem");
     for name in examples() {
-        let out = run_example(
+        let out = run(
             name,
             &[
                 "--addr".as_ref(),
@@ -119,46 +85,24 @@ async fn every_example_names_a_tls_file_it_cannot_use_and_does_not_listen() {
     }
 }
 
-/// Starts example `name` over TLS with `pki` on 127.0.0.1:0; the address it
-/// bound (from its first line, which must say `https://`) and the process,
-/// killed when dropped.
-async fn start_example_over_tls(
-    name: &str,
-    pki: &Pki,
-    args: &[&str],
-) -> (SocketAddr, tokio::process::Child) {
+/// Starts example `name` over TLS with `pki`; its first line must say
+/// `https://`.
+async fn start_example_over_tls(name: &str, pki: &Pki, args: &[&str]) -> Example {
     let (cert, key) = pem_files(&pki.cert_pem, &pki.key_pem);
-    let mut child = Command::new(example_path(name))
-        .args(["--addr", "127.0.0.1:0"])
-        .args(args)
+    let mut cmd = example(name);
+    cmd.args(args)
         .arg("--tls-cert")
         .arg(&cert)
         .arg("--tls-key")
-        .arg(&key)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = within("the example to listen", lines.next_line())
-        .await
-        .unwrap()
-        .expect("the example printed nothing");
-    let addr = line
-        .strip_prefix("listening on https://")
-        .unwrap_or_else(|| panic!("{name}: unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (addr, child)
+        .arg(&key);
+    listen(&mut cmd, "https").await
 }
 
 #[tokio::test]
 async fn every_example_serves_https_over_h1_and_h2() {
     let pki = self_signed();
     for name in examples() {
-        let (addr, child) = start_example_over_tls(name, &pki, &[]).await;
+        let Example { addr, child } = start_example_over_tls(name, &pki, &[]).await;
         for protocol in [HTTP_1_1, H2] {
             let tls = connect(addr, &connector(&pki, &[protocol])).await;
             let mut client = Client::over(tls).await;
@@ -183,7 +127,7 @@ async fn every_example_serves_https_over_h1_and_h2() {
 #[tokio::test]
 async fn pipe_server_streams_an_upload_into_a_download_over_tls() {
     let pki = self_signed();
-    let (addr, child) =
+    let Example { addr, child } =
         start_example_over_tls("pipe_server", &pki, &["--heartbeat-secs", "1"]).await;
     let host = format!("localhost:{}", addr.port());
 

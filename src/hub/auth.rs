@@ -7,6 +7,7 @@ use http::request::Parts;
 use serde_json::Value;
 
 use super::channel::{self, Kind};
+use crate::limit::ClientKey;
 
 /// Who a request comes from: a user id or nobody (anonymous), what the
 /// authorizer attached to them (`info`, shown in presence), the channel
@@ -35,6 +36,9 @@ pub struct Identity {
     pub(crate) user: Option<String>,
     pub(crate) info: Option<Value>,
     pub(crate) addr: Option<IpAddr>,
+    /// The request's [`ClientKey`] (its extension, else the peer address),
+    /// set by the service.
+    pub(crate) client: Option<ClientKey>,
     pub(crate) subscribe: Vec<String>,
     pub(crate) publish: Vec<String>,
 }
@@ -97,6 +101,16 @@ impl Identity {
     /// The client's IP address, when the server told it.
     pub fn addr(&self) -> Option<IpAddr> {
         self.addr
+    }
+
+    /// Whom the limits count against: the user, else the request's
+    /// [`ClientKey`] (an application's key, else the IP address; else one
+    /// key shared by all).
+    pub(crate) fn client_key(&self) -> ClientKey {
+        match &self.user {
+            Some(user) => ClientKey::new(format!("user:{user}")),
+            None => self.client.clone().unwrap_or_else(ClientKey::unknown),
+        }
     }
 
     /// Does a `subscribe` grant match `channel`?

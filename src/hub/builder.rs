@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::auth::{Anonymous, Authorizer, Identity};
 use super::channel::{Kind, Namespace};
-use super::limit::Rate;
 use super::{Hub, Reason};
 use crate::backplane::{Backplane, MemoryBackplane};
+use crate::limit::Rate;
 
 /// The default per-stream queue: 256 KiB of events waiting unsent.
 pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
@@ -84,8 +84,8 @@ impl Default for Config {
             namespaces: Vec::new(),
             default_ns: Namespace::default(),
             restricted_ns: Namespace::default().anonymous(false),
-            publish_rate: Some(Rate::DEFAULT_PUBLISH),
-            connect_rate: Some(Rate::DEFAULT_CONNECT),
+            publish_rate: Some(Rate::per_second(20.0).burst(40)),
+            connect_rate: Some(Rate::per_second(10.0).burst(30)),
             max_connections: Some(DEFAULT_MAX_CONNECTIONS),
             authorizer: Arc::new(Anonymous),
             on_subscribe: None,
@@ -197,7 +197,7 @@ impl Builder {
         self
     }
 
-    /// The token bucket on publishes per identity (user, else IP address);
+    /// The token bucket on publishes per identity (user, else client key);
     /// `None` for no limit. Over it: `429` with `Retry-After`.
     pub fn publish_rate(mut self, rate: Option<Rate>) -> Self {
         self.config.publish_rate = rate;

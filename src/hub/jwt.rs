@@ -157,6 +157,7 @@ impl Authorizer for JwtAuthorizer {
             user: claims.sub,
             info: claims.hub.info,
             addr: None,
+            client: None,
             subscribe: claims.hub.subscribe,
             publish: claims.hub.publish,
         })

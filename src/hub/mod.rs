@@ -95,8 +95,11 @@
 //! | connects per identity ([`Builder::connect_rate`]) | 10/s, bursts of 30 |
 //! | open connections per identity ([`Builder::max_connections`]) | 64 |
 //!
-//! An identity is the user, else the client's IP address (when the server
-//! passes it; otherwise all anonymous clients share one).
+//! An identity is the user, else the request's
+//! [`ClientKey`](crate::limit::ClientKey): one the application put in the
+//! request's extensions, else the client's IP address (when the server
+//! passes it; otherwise all anonymous clients share one). The rates are
+//! [`limit::Rate`](crate::limit::Rate)s.
 
 mod auth;
 mod builder;
@@ -104,7 +107,6 @@ mod channel;
 mod cursor;
 #[cfg(feature = "jwt")]
 mod jwt;
-mod limit;
 mod open;
 mod poll;
 mod presence;
@@ -127,7 +129,6 @@ pub use builder::{
 pub use channel::{Namespace, Publishers, DEFAULT_HISTORY, DEFAULT_HISTORY_AGE};
 #[cfg(feature = "jwt")]
 pub use jwt::{JwtAuthorizer, DEFAULT_COOKIE};
-pub use limit::Rate;
 pub use service::{ResponseFuture, Service};
 pub use stats::Stats;
 pub use stream::{Item, Subscription};

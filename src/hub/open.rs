@@ -28,7 +28,7 @@ pub(crate) struct Ask {
     /// One position per channel, in `channels` order.
     pub(crate) cursor: Option<Vec<Position>>,
     /// The connection slot taken for it.
-    pub(crate) slot: Option<super::limit::Key>,
+    pub(crate) slot: Option<crate::limit::Permit>,
 }
 
 /// What a subscription starts from.

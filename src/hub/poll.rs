@@ -17,7 +17,6 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::limit::Key;
 use super::open::{gap_data, go_live, Ask};
 use super::presence::background;
 use super::registry::{Conn, Inner, Sink};
@@ -26,18 +25,19 @@ use crate::backplane::{Message, Presence};
 use crate::body::Body;
 use crate::delayed::{AbortReason, DelayedResponse, Heartbeat, Outcome};
 use crate::http::{lock, text};
+use crate::limit::{ClientKey, Permit};
 
 /// Long-poll sessions by (identity, channels).
 #[derive(Default)]
 pub(crate) struct Sessions {
-    map: Mutex<HashMap<(Key, String), Session>>,
+    map: Mutex<HashMap<(ClientKey, String), Session>>,
 }
 
 pub(crate) struct Session {
     id: u64,
     pub(crate) identity: Arc<Identity>,
     channels: Arc<[Arc<str>]>,
-    slot: Option<Key>,
+    slot: Option<Permit>,
     /// Polls in flight.
     active: usize,
     /// When it is over, if no poll is in flight by then.
@@ -56,13 +56,13 @@ impl Sessions {
             .collect()
     }
 
-    pub(crate) fn contains(&self, key: &(Key, String)) -> bool {
+    pub(crate) fn contains(&self, key: &(ClientKey, String)) -> bool {
         lock(&self.map).contains_key(key)
     }
 }
 
-pub(crate) fn session_key(identity: &Identity, channels: &[Arc<str>]) -> (Key, String) {
-    (Key::of(identity), channels.join(","))
+pub(crate) fn session_key(identity: &Identity, channels: &[Arc<str>]) -> (ClientKey, String) {
+    (identity.client_key(), channels.join(","))
 }
 
 /// `Prefer: wait=N` in seconds, if given.
@@ -115,18 +115,14 @@ impl Inner {
         if let Some(session) = map.get_mut(&key) {
             session.active += 1;
             session.expires = session.expires.max(expires);
-            if let Some(slot) = ask.slot.take() {
-                // The session holds one already.
-                self.connections.release(&slot);
-            }
+            // The session holds a slot already.
+            ask.slot = None;
             return Ok(session.id);
         }
         drop(map);
         if let Some(hook) = &self.config.on_subscribe {
             if !hook(&ask.identity, &ask.channels) {
-                if let Some(slot) = ask.slot.take() {
-                    self.connections.release(&slot);
-                }
+                ask.slot = None;
                 return Err(());
             }
         }
@@ -197,9 +193,7 @@ impl Inner {
     }
 
     fn end_session(&self, session: Session, reason: Reason) {
-        if let Some(slot) = &session.slot {
-            self.connections.release(slot);
-        }
+        drop(session.slot);
         tracing::debug!(session = session.id, ?reason, "long-poll session over");
         if let Some(hook) = &self.config.on_unsubscribe {
             hook(&session.identity, &session.channels, reason);

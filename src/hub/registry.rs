@@ -20,7 +20,6 @@ use super::auth::Identity;
 use super::builder::Config;
 use super::channel::BROADCAST;
 use super::cursor;
-use super::limit::{Buckets, Connections, Key};
 use super::presence::Sweeper;
 use super::stats::Counters;
 use super::stream::{Item, Queue};
@@ -28,6 +27,7 @@ use super::Reason;
 use crate::backplane::{Deliver, Message, NodeId, Position};
 use crate::delayed::Completion;
 use crate::http::lock;
+use crate::limit::{PerClient, Permit, RateLimit};
 use crate::sse::Event;
 
 pub(crate) type Subscribers = Mutex<HashMap<u64, Arc<Conn>>>;
@@ -39,9 +39,10 @@ pub(crate) struct Inner {
     pub(crate) channels: Mutex<HashMap<Arc<str>, Arc<Subscribers>>>,
     pub(crate) conns: Mutex<HashMap<u64, Arc<Conn>>>,
     next_id: AtomicU64,
-    pub(crate) publish_buckets: Option<Buckets>,
-    pub(crate) connect_buckets: Option<Buckets>,
-    pub(crate) connections: Connections,
+    pub(crate) publish_rate: Option<RateLimit>,
+    pub(crate) connect_rate: Option<RateLimit>,
+    /// Open connections per identity.
+    pub(crate) connections: Arc<PerClient>,
     pub(crate) counters: Counters,
     /// Connections that overflowed during a delivery, to close outside it.
     pub(crate) deferred: Mutex<Vec<u64>>,
@@ -68,8 +69,9 @@ pub(crate) struct Conn {
     pub(crate) multiplexed: bool,
     pub(crate) sink: Sink,
     pub(crate) state: Mutex<ConnState>,
-    /// Holds a connection slot of this identity (released on close).
-    pub(crate) slot: Option<Key>,
+    /// Holds a connection slot of this identity (taken and dropped on
+    /// close: the `Conn` itself may live on a little in its stream).
+    pub(crate) slot: Mutex<Option<Permit>>,
     /// Counts for presence and the hooks (a poll request does not: its
     /// session does).
     pub(crate) session: bool,
@@ -175,7 +177,7 @@ impl Conn {
         channels: Arc<[Arc<str>]>,
         multiplexed: bool,
         sink: Sink,
-        slot: Option<Key>,
+        slot: Option<Permit>,
         session: bool,
     ) -> Conn {
         let n = channels.len();
@@ -199,7 +201,7 @@ impl Conn {
                 ended: false,
                 reason: None,
             }),
-            slot,
+            slot: Mutex::new(slot),
             session,
         }
     }
@@ -353,14 +355,14 @@ fn is_old(at: Position, m: Position) -> bool {
 impl Inner {
     pub(crate) fn new(config: Config, node: NodeId) -> Inner {
         Inner {
-            publish_buckets: config.publish_rate.map(Buckets::new),
-            connect_buckets: config.connect_rate.map(Buckets::new),
+            publish_rate: config.publish_rate.map(RateLimit::new),
+            connect_rate: config.connect_rate.map(RateLimit::new),
+            connections: PerClient::new(config.max_connections.unwrap_or(usize::MAX)),
             config,
             node,
             channels: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            connections: Connections::default(),
             counters: Counters::default(),
             deferred: Mutex::new(Vec::new()),
             sweeper: Sweeper::default(),
@@ -434,9 +436,7 @@ impl Inner {
             &conn.channels,
             &format!("{}-{}", self.node, id),
         );
-        if let Some(key) = &conn.slot {
-            self.connections.release(key);
-        }
+        drop(lock(&conn.slot).take());
         tracing::debug!(conn = id, ?reason, "hub connection closed");
         if let Some(hook) = &self.config.on_unsubscribe {
             hook(&conn.identity, &conn.channels, reason);

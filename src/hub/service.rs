@@ -7,20 +7,21 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::auth::Identity;
 use super::channel::{self, Publishers, RESERVED};
-use super::limit::{peer_ip, retry_after_secs, Key};
 use super::open::{self, Ask};
 use super::registry::Inner;
 use super::{cursor, poll};
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::http::{method_not_allowed, text};
+use crate::limit::{too_many_requests, ClientKey, Permit};
+use crate::server::RemoteAddr;
 
 pub use crate::http::ResponseFuture;
 
@@ -175,13 +176,6 @@ fn bad_request(reason: &str) -> Response<Body> {
     text(StatusCode::BAD_REQUEST, format!("{reason}\n"))
 }
 
-fn too_many(wait: std::time::Duration, reason: &str) -> Response<Body> {
-    let mut res = text(StatusCode::TOO_MANY_REQUESTS, format!("{reason}\n"));
-    res.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
-    res
-}
-
 /// A refusal: `401` when anonymous (credentials may help), else `403`.
 fn refused(identity: &Identity, what: &str) -> Response<Body> {
     if identity.is_anonymous() {
@@ -194,7 +188,8 @@ fn refused(identity: &Identity, what: &str) -> Response<Body> {
 fn identify(inner: &Inner, parts: &Parts) -> Result<Arc<Identity>, Response<Body>> {
     match inner.config.authorizer.identify(parts) {
         Ok(mut identity) => {
-            identity.addr = peer_ip(parts);
+            identity.addr = parts.extensions.get::<RemoteAddr>().map(|a| a.0.ip());
+            identity.client = Some(ClientKey::from_extensions(&parts.extensions));
             Ok(Arc::new(identity))
         }
         Err(e) => Err(text(StatusCode::UNAUTHORIZED, format!("{e}\n"))),
@@ -213,21 +208,20 @@ fn may_subscribe(inner: &Inner, identity: &Identity, channel: &str) -> Result<()
 }
 
 /// The connect rate and the connection cap; the slot taken.
-fn admit(inner: &Inner, identity: &Identity) -> Result<Option<Key>, Response<Body>> {
-    let key = Key::of(identity);
-    if let Some(buckets) = &inner.connect_buckets {
-        if let Err(wait) = buckets.take(&key) {
-            return Err(too_many(wait, "too many connects"));
+fn admit(inner: &Inner, identity: &Identity) -> Result<Option<Permit>, Response<Body>> {
+    let key = identity.client_key();
+    if let Some(rate) = &inner.connect_rate {
+        if let Err(wait) = rate.check(&key) {
+            return Err(too_many_requests(wait, "too many connects\n"));
         }
     }
-    let max = inner.config.max_connections;
-    if !inner.connections.acquire(&key, max) {
-        return Err(too_many(
+    match inner.connections.try_acquire(&key) {
+        Some(permit) => Ok(Some(permit)),
+        None => Err(too_many_requests(
             std::time::Duration::from_secs(1),
-            "too many open connections",
-        ));
+            "too many open connections\n",
+        )),
     }
-    Ok(Some(key))
 }
 
 /// `GET /sub…` and `GET /poll…`.
@@ -306,9 +300,7 @@ async fn subscribe(
     }
     if let Some(hook) = &inner.config.on_subscribe {
         if !hook(&ask.identity, &ask.channels) {
-            if let Some(slot) = &ask.slot {
-                inner.connections.release(slot);
-            }
+            // Dropping `ask` frees its slot.
             return text(StatusCode::FORBIDDEN, "refused\n");
         }
     }
@@ -347,9 +339,9 @@ where
     if !allowed {
         return refused(&identity, &format!("publish to {channel}"));
     }
-    if let Some(buckets) = &inner.publish_buckets {
-        if let Err(wait) = buckets.take(&Key::of(&identity)) {
-            return too_many(wait, "too many publishes");
+    if let Some(rate) = &inner.publish_rate {
+        if let Err(wait) = rate.check(&identity.client_key()) {
+            return too_many_requests(wait, "too many publishes\n");
         }
     }
     let data = match Limited::new(body, limit).collect().await {

@@ -91,6 +91,70 @@ impl Source {
     }
 }
 
+/// What reading a [`Source`] reports to: the sender's side of the
+/// transfer it feeds, which ends the sender's response.
+pub(crate) trait Meter {
+    /// Counts `data`; `Err` when it takes the upload over the limit (the
+    /// meter has cut the transfer then).
+    fn count(&mut self, data: &Bytes) -> Result<(), Error>;
+    /// The whole upload was read.
+    fn finish(&mut self);
+    /// The upload cannot go on.
+    fn cut(&mut self, cut: Cut);
+    /// The upload limit (0: none).
+    fn limit(&self) -> u64;
+}
+
+impl Source {
+    /// [`poll_data`](Self::poll_data), told to `meter`: data is counted,
+    /// the end (the last data, or none left) finishes the transfer, and a
+    /// failed or too large upload cuts it and comes back as the error for
+    /// the receiver.
+    pub(crate) fn poll_metered(
+        &mut self,
+        cx: &mut Context<'_>,
+        meter: &mut impl Meter,
+    ) -> Poll<Option<Result<(Bytes, bool), Error>>> {
+        Poll::Ready(match ready!(self.poll_data(cx)) {
+            Some(Ok((data, last))) => {
+                if let Err(e) = meter.count(&data) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                if last {
+                    meter.finish();
+                }
+                Some(Ok((data, last)))
+            }
+            Some(Err(SourceError::TooLarge)) => {
+                let limit = meter.limit();
+                meter.cut(Cut::TooLarge { limit });
+                Some(Err(Error::with(Kind::Limit, "upload too large")))
+            }
+            Some(Err(SourceError::Failed(e))) => {
+                tracing::debug!(error = %e, "upload failed");
+                meter.cut(Cut::UploadFailed);
+                Some(Err(e))
+            }
+            None => {
+                meter.finish();
+                None
+            }
+        })
+    }
+}
+
+/// A receiver's response frame of what [`Source::poll_metered`] read: the
+/// last data may be empty, and then there is no frame.
+pub(crate) fn data_frame(
+    next: Option<Result<(Bytes, bool), Error>>,
+) -> Option<Result<Frame<Bytes>, Error>> {
+    match next? {
+        Ok((data, _)) if data.is_empty() => None,
+        Ok((data, _)) => Some(Ok(Frame::data(data))),
+        Err(e) => Some(Err(e)),
+    }
+}
+
 impl http_body::Body for TransferBody {
     type Data = Bytes;
     type Error = Error;
@@ -104,35 +168,8 @@ impl http_body::Body for TransferBody {
             // Finished (then nothing is left) or cut (the error was returned).
             return Poll::Ready(None);
         }
-        Poll::Ready(match ready!(this.source.poll_data(cx)) {
-            Some(Ok((data, last))) => {
-                if let Err(e) = this.transfer.count(&data) {
-                    return Poll::Ready(Some(Err(e)));
-                }
-                if last {
-                    this.transfer.finish();
-                }
-                if data.is_empty() {
-                    None
-                } else {
-                    Some(Ok(Frame::data(data)))
-                }
-            }
-            Some(Err(SourceError::TooLarge)) => {
-                let limit = this.transfer.limit;
-                this.transfer.cut(Cut::TooLarge { limit });
-                Some(Err(Error::with(Kind::Limit, "upload too large")))
-            }
-            Some(Err(SourceError::Failed(e))) => {
-                tracing::debug!(id = %this.transfer.socket().id, error = %e, "upload failed");
-                this.transfer.cut(Cut::UploadFailed);
-                Some(Err(e))
-            }
-            None => {
-                this.transfer.finish();
-                None
-            }
-        })
+        let next = ready!(this.source.poll_metered(cx, &mut this.transfer));
+        Poll::Ready(data_frame(next))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -12,19 +12,26 @@ pub(super) fn url(base_url: Option<&str>, parts: &Parts, path: &str) -> String {
     if let Some(base) = base_url {
         return format!("{base}/{path}");
     }
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .unwrap_or("localhost");
+    let host = host(parts);
     // `server::Server` marks requests that came over TLS.
     let scheme = match parts.extensions.get::<http::uri::Scheme>() {
         Some(scheme) if *scheme == http::uri::Scheme::HTTPS => "https",
         _ => "http",
     };
     format!("{scheme}://{host}/{path}")
+}
+
+/// The host a request named (`Host`, else the URI's authority), for the
+/// URLs the pipe hands out: `localhost` when there is none or it could
+/// change the URL's shape.
+pub(super) fn host(parts: &Parts) -> &str {
+    parts
+        .headers
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
+        .unwrap_or("localhost")
 }
 
 /// The download's type for a raw upload: the upload's, except the form type

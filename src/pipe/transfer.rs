@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::body::UploadBody;
+use super::body::{Meter, UploadBody};
 use super::hooks::{Cut, Hooks, Socket, Stats};
 use crate::delayed::Completion;
 use crate::error::{Error, Kind};
@@ -90,9 +90,11 @@ impl Transfer {
                 .end(self.hooks.cut(&self.socket, &stats, cut));
         }
     }
+}
 
+impl Meter for Transfer {
     /// Counts `data`; `Err` when it takes the transfer over the limit.
-    pub(super) fn count(&mut self, data: &Bytes) -> Result<(), Error> {
+    fn count(&mut self, data: &Bytes) -> Result<(), Error> {
         self.bytes += data.len() as u64;
         if self.limit > 0 && self.bytes > self.limit {
             self.cut(Cut::TooLarge { limit: self.limit });
@@ -100,6 +102,18 @@ impl Transfer {
         }
         self.hooks.progress(&self.socket, &self.stats());
         Ok(())
+    }
+
+    fn finish(&mut self) {
+        Transfer::finish(self);
+    }
+
+    fn cut(&mut self, cut: Cut) {
+        Transfer::cut(self, cut);
+    }
+
+    fn limit(&self) -> u64 {
+        self.limit
     }
 }
 

@@ -7,6 +7,7 @@ use http::HeaderValue;
 
 use super::registry::Registry;
 use super::Service;
+use crate::limit::Rate;
 
 /// The default [`body_limit`](Builder::body_limit): 10 KiB, as
 /// koa-signal's `'10kb'`.
@@ -33,7 +34,7 @@ pub(crate) struct Config {
     pub(crate) max_peers_per_client: usize,
     pub(crate) max_swarms_per_client: usize,
     /// Signals a second per client, and the burst.
-    pub(crate) signal_rate_per_client: Option<(f64, u32)>,
+    pub(crate) signal_rate_per_client: Option<Rate>,
     pub(crate) envelope: bool,
     pub(crate) echo: bool,
     pub(crate) allow_origin: Option<HeaderValue>,
@@ -141,31 +142,31 @@ impl Builder {
         self
     }
 
-    /// A token bucket on each client's `POST`s: `burst` at once (at least
-    /// 1), refilled at `per_second`. Past it, a POST gets `429 Too Many
+    /// A token bucket on each client's `POST`s: the rate's `burst` at once,
+    /// refilled at its `per_second`. Past it, a POST gets `429 Too Many
     /// Requests` with `Retry-After` (the whole seconds until a token is
     /// back), before its body is read; other clients are unaffected. Every
     /// POST counts, sent or refused. Off by default: how fast signals come
     /// depends on the application (WebRTC's trickled ICE candidates arrive
     /// in bursts), and one POST costs the server at most
     /// [`body_limit`](Self::body_limit) and one write per peer, each
-    /// bounded by [`peer_queue_bytes`](Self::peer_queue_bytes). A
-    /// `per_second` that is not a positive, finite number is taken as
-    /// (practically) zero: a client gets its `burst` and then waits.
+    /// bounded by [`peer_queue_bytes`](Self::peer_queue_bytes). See
+    /// [`Rate::per_second`] for a rate that is not a positive, finite
+    /// number.
     ///
     /// # Examples
     ///
     /// ```
-    /// use delayed_response::signal;
+    /// use delayed_response::{limit::Rate, signal};
     ///
     /// // 10 signals a second per client, bursts of 50.
     /// let signal = signal::Service::builder()
-    ///     .signal_rate_per_client(10.0, 50)
+    ///     .signal_rate_per_client(Rate::per_second(10.0).burst(50))
     ///     .build();
     /// # let _ = signal;
     /// ```
-    pub fn signal_rate_per_client(mut self, per_second: f64, burst: u32) -> Self {
-        self.config.signal_rate_per_client = Some((per_second, burst));
+    pub fn signal_rate_per_client(mut self, rate: Rate) -> Self {
+        self.config.signal_rate_per_client = Some(rate);
         self
     }
 

@@ -94,9 +94,7 @@ impl Registry {
             swarms: Mutex::new(HashMap::new()),
             peers_per_client: PerClient::new(config.max_peers_per_client),
             swarms_per_client: PerClient::new(config.max_swarms_per_client),
-            signal_rate: config
-                .signal_rate_per_client
-                .map(|(rate, burst)| RateLimit::new(rate, burst)),
+            signal_rate: config.signal_rate_per_client.map(RateLimit::new),
             config,
         }
     }

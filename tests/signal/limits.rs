@@ -10,7 +10,7 @@
 use http::Request;
 use hyper::body::Incoming;
 
-use delayed_response::limit::ClientKey;
+use delayed_response::limit::{ClientKey, Rate};
 use delayed_response::signal;
 use serde_json::json;
 
@@ -202,7 +202,7 @@ async fn without_an_application_key_a_client_is_its_peer_address() {
 async fn signal_rate_per_client_refuses_posts_past_the_burst_with_429() {
     // Practically no refill within the test: 2 POSTs, then 429.
     let signal = signal::Service::builder()
-        .signal_rate_per_client(0.001, 2)
+        .signal_rate_per_client(Rate::per_second(0.001).burst(2))
         .build();
     let server = serve_keyed(signal).await;
     let mut init = create_as(&server, "a").await;

@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod browser;
+pub mod example;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod sse;
@@ -27,23 +28,28 @@ use tokio::task::JoinHandle;
 /// How long a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(5);
 
-/// A server running `delayed_response::server` on 127.0.0.1:0.
+/// A server running `delayed_response::server` on 127.0.0.1:0, with a 2 s
+/// grace period and its shutdown signal at hand.
 pub struct TestServer {
     pub addr: SocketAddr,
     pub shutdown: Shutdown,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<std::io::Result<()>>,
+    running: Running,
 }
 
 impl TestServer {
     /// Stops accepting, triggers the shutdown signal and waits (up to the
     /// grace period) for connections to finish.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let _ = tokio::time::timeout(PATIENCE, &mut self.task).await;
+    pub async fn stop(self) {
+        let _ = self.running.stop.send(());
+        let _ = tokio::time::timeout(PATIENCE, self.running.task).await;
     }
+}
+
+/// The settings of [`serve`]: a 2 s grace period, `shutdown` as its signal.
+fn test_server(shutdown: &Shutdown) -> Server {
+    Server::new()
+        .grace_period(Duration::from_secs(2))
+        .shutdown_signal(shutdown.clone())
 }
 
 /// Serves a hyper service on 127.0.0.1:0.
@@ -56,21 +62,12 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = Shutdown::new();
-    let server = Server::new()
-        .grace_period(Duration::from_secs(2))
-        .shutdown_signal(shutdown.clone());
-    let task = tokio::spawn(server.serve(listener, service, async {
-        let _ = stopped.await;
-    }));
+    let running = start(test_server(&shutdown), service).await;
     TestServer {
-        addr,
+        addr: running.addr,
         shutdown,
-        stop: Some(stop),
-        task,
+        running,
     }
 }
 
@@ -83,11 +80,127 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    serve(hyper::service::service_fn(move |req| {
-        let fut = f(req);
-        async move { Ok::<_, Infallible>(fut.await) }
-    }))
+    let shutdown = Shutdown::new();
+    let running = start_fn(test_server(&shutdown), f).await;
+    TestServer {
+        addr: running.addr,
+        shutdown,
+        running,
+    }
+}
+
+/// A server with the test's own [`Server`] settings on 127.0.0.1:0 (where
+/// [`serve`] uses its own); [`Running::stop`] stops it.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting and waits for `serve` to return `Ok` (within the
+    /// grace period the test chose, and [`PATIENCE`]).
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        within("the server to stop", self.task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Serves a hyper service with `server` on 127.0.0.1:0.
+pub async fn start<S, B>(server: Server, service: S) -> Running
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(listener, service, async {
+        let _ = stopped.await;
+    }));
+    Running { addr, stop, task }
+}
+
+/// Serves an async function of the request with `server`.
+pub async fn start_fn<F, Fut, B>(server: Server, f: F) -> Running
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    start(
+        server,
+        hyper::service::service_fn(move |req| {
+            let fut = f(req);
+            async move { Ok::<_, Infallible>(fut.await) }
+        }),
+    )
     .await
+}
+
+/// Answers "hi" to everything, with `server`.
+pub async fn hello(server: Server) -> Running {
+    start_fn(server, |_req| async {
+        Response::new(delayed_response::Body::from("hi"))
+    })
+    .await
+}
+
+/// Collects what `tracing` events print (a `make_writer` for a subscriber).
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    /// Collects the WARN and ERROR events of this thread (a current-thread
+    /// runtime: the server's too) until the guard is dropped.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    /// How many times `needle` was printed.
+    pub fn count(&self, needle: &str) -> usize {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .matches(needle)
+            .count()
+    }
+}
+
+/// Reads until the server closes the connection (EOF or reset).
+pub async fn closed_by_server(s: &mut TcpStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Connects and writes `request` as it is.

@@ -5,13 +5,13 @@
 use http::header::{
     HeaderName, HeaderValue, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
     ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_MAX_AGE, ALLOW,
-    CONTENT_LENGTH, HOST,
+    CONTENT_LENGTH,
 };
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
 
-use super::super::page;
 use super::super::service::Inner;
+use super::super::{headers, page};
 use super::paths::Refused;
 use super::ALLOW as ALLOWED;
 use crate::body::Body;
@@ -137,13 +137,7 @@ fn base_url(inner: &Inner, parts: &Parts) -> String {
             .get(X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("https"));
-    let host = parts
-        .headers
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
-        .filter(|h| !h.is_empty() && !h.contains(['/', ' ', '@']))
-        .unwrap_or("localhost");
+    let host = headers::host(parts);
     format!("{}://{host}", if https { "https" } else { "http" })
 }
 

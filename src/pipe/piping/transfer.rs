@@ -31,7 +31,7 @@ use http::{HeaderName, Response, StatusCode};
 use http_body::{Frame, SizeHint};
 use tokio::sync::mpsc;
 
-use super::super::body::{Paced, Source, SourceError, UploadBody};
+use super::super::body::{data_frame, Meter, Paced, Source, UploadBody};
 use super::super::hooks::{Cut, Hooks, Socket, Stats};
 use super::answers::cors;
 use super::paths::{Reply, WeakPaths};
@@ -176,8 +176,7 @@ pub(super) async fn run(mut sender: Sender, body: UploadBody, receivers: Vec<Rep
     if receivers.len() == 1 {
         let body = DirectBody {
             source,
-            run,
-            done: false,
+            run: Direct { run, done: false },
         };
         if let Some(reply) = receivers.into_iter().next() {
             // A receiver that left drops the response, and its body cuts
@@ -325,8 +324,38 @@ fn cut_error() -> Error {
 /// upload itself.
 struct DirectBody {
     source: Source,
+    run: Direct,
+}
+
+/// What [`DirectBody`] reads for: the transfer, and whether its part is
+/// over.
+struct Direct {
     run: Arc<Run>,
     done: bool,
+}
+
+impl Meter for Direct {
+    fn count(&mut self, data: &Bytes) -> Result<(), Error> {
+        let counted = self.run.count(data);
+        self.done |= counted.is_err();
+        counted
+    }
+
+    /// The upload was sent, and this one receiver got all of it.
+    fn finish(&mut self) {
+        self.done = true;
+        self.run.sent();
+        self.run.received();
+    }
+
+    fn cut(&mut self, cut: Cut) {
+        self.done = true;
+        self.run.cut(cut);
+    }
+
+    fn limit(&self) -> u64 {
+        self.run.limit
+    }
 }
 
 impl http_body::Body for DirectBody {
@@ -338,49 +367,15 @@ impl http_body::Body for DirectBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
         let this = self.get_mut();
-        if this.done {
+        if this.run.done {
             return Poll::Ready(None);
         }
-        let next = std::task::ready!(this.source.poll_data(cx));
-        Poll::Ready(match next {
-            Some(Ok((data, last))) => {
-                if let Err(e) = this.run.count(&data) {
-                    this.done = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                if last {
-                    this.done = true;
-                    this.run.sent();
-                    this.run.received();
-                }
-                if data.is_empty() {
-                    None
-                } else {
-                    Some(Ok(Frame::data(data)))
-                }
-            }
-            Some(Err(SourceError::TooLarge)) => {
-                this.done = true;
-                let limit = this.run.limit;
-                this.run.cut(Cut::TooLarge { limit });
-                Some(Err(Error::with(Kind::Limit, "upload too large")))
-            }
-            Some(Err(SourceError::Failed(e))) => {
-                this.done = true;
-                this.run.cut(Cut::UploadFailed);
-                Some(Err(e))
-            }
-            None => {
-                this.done = true;
-                this.run.sent();
-                this.run.received();
-                None
-            }
-        })
+        let next = std::task::ready!(this.source.poll_metered(cx, &mut this.run));
+        Poll::Ready(data_frame(next))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.run.done
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -390,8 +385,8 @@ impl http_body::Body for DirectBody {
 
 impl Drop for DirectBody {
     fn drop(&mut self) {
-        if !self.done {
-            self.run.cut(Cut::ReceiverGone);
+        if !self.run.done {
+            self.run.run.cut(Cut::ReceiverGone);
         }
     }
 }
@@ -473,7 +468,7 @@ async fn pump(mut source: Source, senders: Vec<mpsc::Sender<Bytes>>, run: Arc<Ru
         let next = {
             let closed = select_all(senders.iter().map(|s| Box::pin(s.closed())));
             tokio::select! {
-                next = std::future::poll_fn(|cx| source.poll_data(cx)) => next,
+                next = std::future::poll_fn(|cx| source.poll_metered(cx, &mut Pumped(&run))) => next,
                 _ = closed => {
                     run.cut(Cut::ReceiverGone);
                     return;
@@ -482,33 +477,39 @@ async fn pump(mut source: Source, senders: Vec<mpsc::Sender<Bytes>>, run: Arc<Ru
         };
         match next {
             Some(Ok((data, last))) => {
-                if run.count(&data).is_err() {
-                    return;
-                }
                 if !data.is_empty() {
                     for permit in permits {
                         permit.send(data.clone());
                     }
                 }
                 if last {
-                    run.sent();
                     return;
                 }
             }
-            Some(Err(SourceError::TooLarge)) => {
-                let limit = run.limit;
-                run.cut(Cut::TooLarge { limit });
-                return;
-            }
-            Some(Err(SourceError::Failed(e))) => {
-                tracing::debug!(path = %run.path, error = %e, "piping upload failed");
-                run.cut(Cut::UploadFailed);
-                return;
-            }
-            None => {
-                run.sent();
-                return;
-            }
+            // Cut (the receivers' bodies see it), or all sent.
+            Some(Err(_)) | None => return,
         }
+    }
+}
+
+/// What the pump reads for: the transfer (each receiver's body says when
+/// it got everything).
+struct Pumped<'a>(&'a Run);
+
+impl Meter for Pumped<'_> {
+    fn count(&mut self, data: &Bytes) -> Result<(), Error> {
+        self.0.count(data)
+    }
+
+    fn finish(&mut self) {
+        self.0.sent();
+    }
+
+    fn cut(&mut self, cut: Cut) {
+        self.0.cut(cut);
+    }
+
+    fn limit(&self) -> u64 {
+        self.0.limit
     }
 }
