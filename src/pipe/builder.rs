@@ -19,8 +19,6 @@ pub const DEFAULT_MAX_WAITING: usize = 10_000;
 pub const DEFAULT_MAX_WAITING_PER_CLIENT: usize = 100;
 /// The default [`Builder::max_reservations_per_client`]: 100 reservations.
 pub const DEFAULT_MAX_RESERVATIONS_PER_CLIENT: usize = 100;
-/// The default heartbeat interval of a waiting sender: 15 s.
-pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
 /// The default [`Builder::max_receivers`]: 64 receivers on one path
 /// (the largest `?n=` of the [Piping mode](Protocol::Piping)).
 pub const DEFAULT_MAX_RECEIVERS: u32 = 64;
@@ -91,7 +89,7 @@ impl Default for Builder {
             max_reservations_per_client: DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
             reservations: false,
             required_referer: None,
-            heartbeat: Heartbeat::every(DEFAULT_HEARTBEAT),
+            heartbeat: Heartbeat::every(Heartbeat::DEFAULT_INTERVAL),
             base_url: None,
             ids: Arc::new(RandomIds),
             hooks: Arc::new(DefaultHooks),

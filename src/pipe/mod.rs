@@ -86,7 +86,7 @@
 //! | [`max_reservations_per_client`](Builder::max_reservations_per_client) | 100 ([`DEFAULT_MAX_RESERVATIONS_PER_CLIENT`]) |
 //! | [`reservations`](Builder::reservations) | off |
 //! | [`required_referer`](Builder::required_referer) | none |
-//! | [`heartbeat`](Builder::heartbeat) | a space every 15 s ([`DEFAULT_HEARTBEAT`]) |
+//! | [`heartbeat`](Builder::heartbeat) | a space every 15 s ([`Heartbeat::DEFAULT_INTERVAL`](crate::Heartbeat::DEFAULT_INTERVAL)) |
 //! | [`base_url`](Builder::base_url) | `http://{Host}` (`https://` over TLS) |
 //! | [`ids`](Builder::ids) | [`RandomIds`]: 12 base64url characters, 72 bits from the OS CSPRNG |
 //! | [`hooks`](Builder::hooks) | [`DefaultHooks`] |
@@ -239,9 +239,8 @@ mod service;
 mod transfer;
 
 pub use builder::{
-    Builder, Protocol, DEFAULT_HEARTBEAT, DEFAULT_MAX_RECEIVERS,
-    DEFAULT_MAX_RESERVATIONS_PER_CLIENT, DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING,
-    DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
+    Builder, Protocol, DEFAULT_MAX_RECEIVERS, DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
+    DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,
 };
 pub use hooks::{ClientLimit, Cut, DefaultHooks, Hooks, Reservation, Socket, Stats};
 pub use ids::{IdScheme, RandomIds, RANDOM_ID_LEN};
