@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::request::Parts;
@@ -170,11 +169,9 @@ impl Inner {
     }
 
     /// The TTL deadline of a socket created now (a TTL too large to add,
-    /// such as `Duration::MAX`, means about a century).
+    /// such as `Duration::MAX`, means the core's far future).
     pub(super) fn deadline(&self) -> Instant {
-        let now = Instant::now();
-        now.checked_add(self.cfg.ttl)
-            .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+        crate::delayed::instant_after(Instant::now(), self.cfg.ttl)
     }
 
     /// The URL of `path` on this pipe.
