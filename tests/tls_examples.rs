@@ -177,3 +177,46 @@ async fn pipe_server_streams_an_upload_into_a_download_over_tls() {
 fn request_to(url: &str) -> Request<Full<Bytes>> {
     Request::get(url).body(Full::new(Bytes::new())).unwrap()
 }
+
+// Issue 13: the Piping mode over TLS, the receiver first (it waits with no
+// head) over HTTP/2, then the sender over HTTP/1.1.
+#[tokio::test]
+async fn pipe_server_in_piping_mode_streams_over_tls_receiver_first() {
+    let pki = self_signed();
+    let Example { addr, child } =
+        start_example_over_tls("pipe_server", &pki, &["--protocol", "piping"]).await;
+    let host = format!("localhost:{}", addr.port());
+    let url = format!("https://{host}/tls-piping-path");
+
+    let tls = connect(addr, &connector(&pki, &[H2])).await;
+    let mut receiver = Client::over(tls).await;
+    let download = tokio::spawn(async move {
+        let res = receiver.send(request_to(&url)).await;
+        let version = res.version();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, version, body)
+    });
+
+    let payload: Vec<u8> = (0..300_000u32).map(|i| (i * 13 % 251) as u8).collect();
+    let tls = connect(addr, &connector(&pki, &[HTTP_1_1])).await;
+    let mut sender = Client::over(tls).await;
+    let upload = Request::put(format!("https://{host}/tls-piping-path"))
+        .header(http::header::HOST, &host)
+        .body(Full::new(Bytes::from(payload.clone())))
+        .unwrap();
+    let res = within("the sender's response head", sender.send(upload)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let lines = within("the sender's lines", res.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    let lines = String::from_utf8_lossy(&lines);
+    assert!(lines.contains("[INFO] Sent successfully!"), "{lines:?}");
+
+    let (status, version, body) = within("the download", download).await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(version, Version::HTTP_2);
+    assert!(body == payload, "the download differs from the upload");
+    drop(child);
+}
