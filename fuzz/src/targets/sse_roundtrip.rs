@@ -5,7 +5,7 @@
 //! data (line ends normalised to `\n`), its type (CR and LF removed; empty
 //! is `message`) and its id (CR, LF and NUL removed); events without data
 //! are not dispatched; comment lines, `retry` in whole milliseconds, and
-//! JSON data set with `json_data` parse back to the same value.
+//! JSON data set with `json_data` come back as the same JSON text.
 
 use std::time::Duration;
 
@@ -97,9 +97,11 @@ pub fn sse_roundtrip(data: &[u8]) {
             .expect("a Value serializes");
         let parsed = sse::parse(&event.encode());
         assert_eq!(parsed.events.len(), 1);
-        let back: serde_json::Value =
-            serde_json::from_str(&parsed.events[0].data).expect("JSON data parses back");
-        assert_eq!(back, value);
+        // The text, not a re-parsed value: serde_json's default float
+        // parsing is not correctly rounded, so parse(print(x)) can differ
+        // from x by an ulp (see tests/findings.rs); SSE must carry the text.
+        let text = serde_json::to_string(&value).expect("a Value serializes");
+        assert_eq!(parsed.events[0].data, text);
     }
 }
 
