@@ -271,6 +271,12 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         .await
         .is_ok()
     });
+    // Connection tasks of the clients end just after their last reader or
+    // writer is dropped (or aborted): give them a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client_rt.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let client_tasks = client_rt.metrics().num_alive_tasks();
 
     // Settle: wait for the counts to come back (held responses end at their
