@@ -179,8 +179,24 @@ where
     S: hyper::service::Service<Request<ReqBody>, Response = Response<Body>, Error = Infallible>,
     S::Future: Send + 'static,
 {
+    send_until(service, req, leave_after, None)
+}
+
+/// As [`send`]; with `give_up`, the client also drops the request (or its
+/// response) that long after sending it, wherever it stands: a client that
+/// leaves while its request is held without a head.
+pub fn send_until<S>(
+    service: &S,
+    req: Request<ReqBody>,
+    leave_after: Option<usize>,
+    give_up: Option<Duration>,
+) -> Tracked
+where
+    S: hyper::service::Service<Request<ReqBody>, Response = Response<Body>, Error = Infallible>,
+    S::Future: Send + 'static,
+{
     let future = service.call(req);
-    spawn_exchange(
+    spawn_exchange_until(
         async move {
             match future.await {
                 Ok(res) => res,
@@ -188,6 +204,7 @@ where
             }
         },
         leave_after,
+        give_up,
     )
 }
 
@@ -196,11 +213,26 @@ pub fn spawn_exchange<F>(future: F, leave_after: Option<usize>) -> Tracked
 where
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    spawn_exchange_until(future, leave_after, None)
+}
+
+/// As [`spawn_exchange`], dropping everything `give_up` after the start.
+pub fn spawn_exchange_until<F>(
+    future: F,
+    leave_after: Option<usize>,
+    give_up: Option<Duration>,
+) -> Tracked
+where
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
     let state = Arc::new(Mutex::new(Exchange::default()));
     let (started_tx, started_rx) = oneshot::channel();
     let shared = state.clone();
-    let task = tokio::spawn(async move {
-        let mut started = Some(started_tx);
+    let given_up = state.clone();
+    let started = Arc::new(Mutex::new(Some(started_tx)));
+    let started_on_give_up = started.clone();
+    let exchange = async move {
+        let started = started;
         let res = future.await;
         let (parts, mut body) = res.into_parts();
         {
@@ -219,7 +251,7 @@ where
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         lock(&shared).body.extend_from_slice(&data);
-                        if let Some(tx) = started.take() {
+                        if let Some(tx) = lock(&started).take() {
                             let _ = tx.send(());
                         }
                     }
@@ -228,8 +260,25 @@ where
         };
         lock(&shared).end = end;
         drop(body);
-        if let Some(tx) = started.take() {
+        let tx = lock(&started).take();
+        if let Some(tx) = tx {
             let _ = tx.send(());
+        }
+    };
+    let task = tokio::spawn(async move {
+        let Some(give_up) = give_up else {
+            return exchange.await;
+        };
+        if tokio::time::timeout(give_up, exchange).await.is_err() {
+            // Dropped where it stood: the request, or the response body.
+            let mut st = lock(&given_up);
+            if st.end == End::Pending {
+                st.end = End::Left;
+            }
+            drop(st);
+            if let Some(tx) = lock(&started_on_give_up).take() {
+                let _ = tx.send(());
+            }
         }
     });
     Tracked {
@@ -249,6 +298,22 @@ pub async fn settle(tracked: &mut [Tracked], patience: Duration) -> bool {
     })
     .await
     .is_ok()
+}
+
+/// The `x-fuzz-give-up` directive of a step, if any: drop the request
+/// this many virtual milliseconds after sending it (at most
+/// [`script::MAX_SLEEP_MS`]). Taken from the headers and removed.
+pub fn take_give_up(step: &mut Step) -> Option<Duration> {
+    let i = step
+        .headers
+        .iter()
+        .position(|(name, _)| name == b"x-fuzz-give-up")?;
+    let (_, value) = step.headers.remove(i);
+    let ms: u64 = std::str::from_utf8(&value)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    Some(Duration::from_millis(ms.min(script::MAX_SLEEP_MS)))
 }
 
 /// The `x-fuzz-leave` directive of a step, if any: drop the response after
@@ -271,12 +336,10 @@ pub fn take_leave(step: &mut Step) -> Option<usize> {
 /// crashing input did: `FUZZ_TRACE=1 cargo fuzz run T crash-file`).
 pub fn trace(what: &str, ex: &Exchange) {
     if std::env::var_os("FUZZ_TRACE").is_some() {
-        eprintln!(
-            "{what}: {:?} {:?} {:?}",
-            ex.status,
-            ex.end,
-            String::from_utf8_lossy(&ex.body)
-        );
+        let body = String::from_utf8_lossy(&ex.body);
+        let shown: String = body.chars().take(600).collect();
+        let more = if shown.len() < body.len() { "…" } else { "" };
+        eprintln!("{what}: {:?} {:?} {shown:?}{more}", ex.status, ex.end);
     }
 }
 

@@ -114,6 +114,66 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
 }
 
+/// The inodes of this process's open sockets.
+fn socket_inodes() -> std::collections::HashSet<u64> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Default::default();
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The TCP sockets open now that were not at the baseline: local and
+/// remote port and state, from `/proc/net/tcp` (which server kept which
+/// connection, when the fd check fails).
+fn new_sockets(base: &std::collections::HashSet<u64>, addrs: &servers::Addrs) -> Vec<String> {
+    let now = socket_inodes();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    let name = |port: u16| {
+        [
+            ("pipe", addrs.pipe),
+            ("signal", addrs.signal),
+            ("jobs", addrs.jobs),
+            ("long_poll", addrs.long_poll),
+            ("hub", addrs.hub),
+        ]
+        .iter()
+        .find(|(_, a)| a.port() == port)
+        .map_or_else(|| port.to_string(), |(n, _)| (*n).to_string())
+    };
+    let mut out = Vec::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let (Some(local), Some(remote), Some(state), Some(inode)) =
+            (f.get(1), f.get(2), f.get(3), f.get(9))
+        else {
+            continue;
+        };
+        let Ok(inode) = inode.parse::<u64>() else {
+            continue;
+        };
+        if !now.contains(&inode) || base.contains(&inode) {
+            continue;
+        }
+        let port = |a: &str| {
+            a.rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok())
+                .unwrap_or(0)
+        };
+        out.push(format!(
+            "{} <- {} (state {state})",
+            name(port(local)),
+            port(remote)
+        ));
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(a) => a,
@@ -177,7 +237,7 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
     let unloaded = (args.duration / 6).clamp(Duration::from_secs(5), Duration::from_secs(60));
     let loaded = args.duration - unloaded;
     println!(
-        "soak: {} s ({} s unloaded, {} s loaded), seed {}, servers pipe {} signal {} jobs {} long_poll {}",
+        "soak: {} s ({} s unloaded, {} s loaded), seed {}, servers pipe {} signal {} jobs {} long_poll {} hub {}",
         args.duration.as_secs(),
         unloaded.as_secs(),
         loaded.as_secs(),
@@ -185,7 +245,8 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         addrs.pipe,
         addrs.signal,
         addrs.jobs,
-        addrs.long_poll
+        addrs.long_poll,
+        addrs.hub
     );
 
     // Warm-up: every behaviour once, so that lazily built state (statics,
@@ -224,6 +285,7 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         })
     };
     let base = settle(&measure, &poke, None, Duration::from_secs(20), 0);
+    let base_sockets = socket_inodes();
     println!(
         "baseline: {} fds, {} server tasks, {} KiB live heap",
         base.fds,
@@ -234,8 +296,9 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
     // Unloaded, then loaded: the well-behaved clients run throughout.
     lat.phase.store(1, Relaxed);
     let users: Vec<_> = (0..well::CLIENTS)
-        .map(|_| {
+        .map(|me| {
             client_rt.spawn(well::client(
+                me,
                 addrs,
                 lat.clone(),
                 failures.clone(),
@@ -285,9 +348,24 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         &measure,
         &poke,
         Some(base),
-        Duration::from_secs(40),
+        Duration::from_secs(
+            std::env::var("SOAK_SETTLE_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(40),
+        ),
         args.heap_tolerance,
     );
+    let (hub_channels, hub_connections) = servers.hub_counts();
+    println!(
+        "after settling: the hub has {hub_channels} channels with subscribers, {hub_connections} connections"
+    );
+
+    if end.fds != base.fds {
+        for s in new_sockets(&base_sockets, &addrs) {
+            println!("soak: a socket open after settling: {s}");
+        }
+    }
 
     // Shut down: every server task must end.
     server_rt.block_on(servers.stop());
@@ -336,10 +414,15 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         );
     }
     println!(
-        "  slow headers answered {}, cut {}; pipelines short {}",
+        "  slow headers answered {}, cut {} (header read timeout {:?}), misjudged {}; pipelines short {}; 429s seen {}; connections not from {}: {}",
         rude_stats.slow_served.load(Relaxed),
         rude_stats.slow_cut.load(Relaxed),
+        servers::HEADER_READ_TIMEOUT,
+        rude_stats.slow_wrong.load(Relaxed),
         rude_stats.pipeline_short.load(Relaxed),
+        rude_stats.limited.load(Relaxed),
+        rude::CLIENT_IP,
+        rude::UNBOUND.load(Relaxed),
     );
     println!(
         "resources: baseline {} fds / {} tasks / {} KiB; peak under load {} / {} / {} KiB; after settling {} / {} / {} KiB (heap {:+} KiB); server tasks after shutdown {}",
@@ -365,6 +448,7 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
     let failed = failures.count.load(Relaxed);
     let stuck: u64 = rude_stats.stuck.iter().map(|s| s.load(Relaxed)).sum();
     let short = rude_stats.pipeline_short.load(Relaxed);
+    let misjudged = rude_stats.slow_wrong.load(Relaxed);
     let panics = PANICS.load(Relaxed);
     let samples = lat.merged(1).count().min(lat.merged(2).count());
     let checks: [(bool, String); CHECKS] = [
@@ -389,6 +473,12 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
         (
             short == 0,
             format!("{short} pipelined connections missed answers"),
+        ),
+        (
+            misjudged == 0,
+            format!(
+                "{misjudged} slow heads were answered though they took over the header read timeout by 1 s, or cut though they took under it by 0.5 s"
+            ),
         ),
         (
             end.fds == base.fds,
@@ -441,7 +531,7 @@ fn run(args: &Args) -> Result<(), Vec<String>> {
 }
 
 /// How many checks a run makes.
-const CHECKS: usize = 10;
+const CHECKS: usize = 11;
 
 /// Waits until the resources are back to `base` (fds and tasks exactly,
 /// heap within `tolerance`), or, with no `base`, until they stop changing

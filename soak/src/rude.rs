@@ -1,19 +1,37 @@
 //! Misbehaving clients, on raw sockets: aborts at every stage (FIN or
 //! RST), slow readers, half-sent bodies, pipelined requests, slow headers,
-//! idle connections and cut HTTP/2 prefaces. Each one ends by itself
-//! within a few seconds; at most [`MAX_AT_ONCE`] run at once.
+//! idle connections, cut HTTP/2 prefaces, and the hub's streams and polls
+//! cut or left. Each one ends by itself within a few seconds; at most
+//! [`MAX_AT_ONCE`] run at once.
+//!
+//! They all connect from 127.0.0.2 ([`CLIENT_IP`]), the well-behaved
+//! clients from 127.0.0.1: to the services' per-client caps they are two
+//! clients, and the misbehaving one may be answered `429` (counted in
+//! [`RudeStats::limited`]) while the well-behaved one never is.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::servers::Addrs;
+use crate::servers::{Addrs, HEADER_READ_TIMEOUT};
+
+/// The address the misbehaving clients connect from.
+pub const CLIENT_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+
+/// The hub channels the misbehaving clients use (`r0`…): few, as in a
+/// real application, so that what their history holds is bounded (see
+/// `shim::hub`).
+const HUB_CHANNELS: u64 = 8;
+
+/// Connections that could not bind [`CLIENT_IP`] and came from the default
+/// address instead (then they share the well-behaved clients' caps).
+pub static UNBOUND: AtomicU64 = AtomicU64::new(0);
 
 /// Misbehaving clients at once, at most.
 pub const MAX_AT_ONCE: usize = 48;
@@ -35,8 +53,12 @@ pub const KINDS: [&str; N] = [
     "slow headers",
     "idle connection",
     "cut h2c preface",
+    "hub stream cut",
+    "slow hub reader",
+    "hub long-poll left",
+    "half-sent hub publish",
 ];
-const N: usize = 11;
+const N: usize = 15;
 
 /// Counters per kind, and the outcomes that are failures.
 pub struct RudeStats {
@@ -48,6 +70,11 @@ pub struct RudeStats {
     /// Slow-header requests answered / cut by the server.
     pub slow_served: AtomicU64,
     pub slow_cut: AtomicU64,
+    /// Slow-header requests answered though their head took well over the
+    /// header read timeout, or cut though it took well under it.
+    pub slow_wrong: AtomicU64,
+    /// Answers `429 Too Many Requests` (per-client caps) seen.
+    pub limited: AtomicU64,
 }
 
 impl RudeStats {
@@ -58,6 +85,8 @@ impl RudeStats {
             pipeline_short: AtomicU64::new(0),
             slow_served: AtomicU64::new(0),
             slow_cut: AtomicU64::new(0),
+            slow_wrong: AtomicU64::new(0),
+            limited: AtomicU64::new(0),
         }
     }
 }
@@ -134,23 +163,40 @@ async fn one(kind: usize, a: Addrs, mut rng: Rng, stats: &RudeStats) {
                 stats.pipeline_short.fetch_add(1, Relaxed);
             }
         }
-        8 => match slow_headers(a, &mut rng).await {
-            Some(true) => {
-                stats.slow_served.fetch_add(1, Relaxed);
+        8 => {
+            if let Some((served, took)) = slow_headers(a, &mut rng).await {
+                let counter = if served {
+                    &stats.slow_served
+                } else {
+                    &stats.slow_cut
+                };
+                counter.fetch_add(1, Relaxed);
+                // The server's clock starts at its accept, a little after
+                // the client's connect: margins on both sides.
+                let too_slow = took > HEADER_READ_TIMEOUT + Duration::from_secs(1);
+                let quick = took + Duration::from_millis(500) < HEADER_READ_TIMEOUT;
+                if (served && too_slow) || (!served && quick) {
+                    eprintln!(
+                        "soak: a slow head sent in {took:?} was {}",
+                        if served { "answered" } else { "cut" }
+                    );
+                    stats.slow_wrong.fetch_add(1, Relaxed);
+                }
             }
-            Some(false) => {
-                stats.slow_cut.fetch_add(1, Relaxed);
-            }
-            None => {}
-        },
+        }
         9 => idle(a, &mut rng).await,
-        _ => h2c_cut(a, &mut rng).await,
+        10 => h2c_cut(a, &mut rng).await,
+        _ => hub(a, kind - 11, &mut rng, stats).await,
     }
 }
 
 /// A request of some route, as raw bytes, and where it goes.
 fn some_request(a: Addrs, rng: &mut Rng) -> (SocketAddr, Vec<u8>, usize) {
-    let (addr, head, body): (SocketAddr, String, Vec<u8>) = match rng.below(7) {
+    let k = rng.below(HUB_CHANNELS);
+    let (addr, head, body): (SocketAddr, String, Vec<u8>) = match rng.below(10) {
+        7 => (a.hub, get(&format!("/sub/r{k}")), vec![]),
+        8 => (a.hub, get(&format!("/poll/r{k}")), vec![]),
+        9 => (a.hub, post(&format!("/pub/r{k}"), 2000), vec![b'h'; 2000]),
         0 => (
             a.long_poll,
             get("/start?work_ms=2000&interval_ms=20&initial_delay_ms=0"),
@@ -404,32 +450,128 @@ async fn pipelined(a: Addrs, rng: &mut Rng) -> bool {
     answers == n
 }
 
-/// Sends a request a byte at a time; sometimes gives up half-way.
-/// `Some(answered?)` when it sent everything.
-async fn slow_headers(a: Addrs, rng: &mut Rng) -> Option<bool> {
+/// Sends a request a byte at a time (a head of 63 bytes, one every 10–60
+/// ms: 0.6–3.8 s in all, around the servers' 2 s header read timeout);
+/// sometimes gives up half-way. `Some((answered?, how long the head took
+/// to send))` when it sent everything.
+async fn slow_headers(a: Addrs, rng: &mut Rng) -> Option<(bool, Duration)> {
     let req = get("/wait?work_ms=0").replacen("\r\n\r\n", "\r\nConnection: close\r\n\r\n", 1);
     let mut s = connect(a.long_poll).await?;
+    let started = Instant::now();
     let give_up = (rng.below(2) == 0).then(|| rng.below(req.len() as u64) as usize);
-    let pause = rng.ms(10, 50);
+    let pause = rng.ms(10, 60);
     for (i, b) in req.bytes().enumerate() {
         if give_up == Some(i) {
             close(s, rng.below(2) == 0);
             return None;
         }
         if s.write_all(&[b]).await.is_err() {
-            return Some(false);
+            return Some((false, started.elapsed()));
         }
-        tokio::time::sleep(pause).await;
+        if i + 1 < req.len() {
+            tokio::time::sleep(pause).await;
+        }
     }
+    let took = started.elapsed();
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
-    Some(got.starts_with(b"HTTP/1.1 200"))
+    Some((got.starts_with(b"HTTP/1.1 200"), took))
+}
+
+/// The hub's misbehaving clients: a stream cut at some point (FIN or RST),
+/// a stream that never reads while its channel is flooded, a long-poll
+/// left while it waits, a publish whose body stops half-way.
+async fn hub(a: Addrs, which: usize, rng: &mut Rng, stats: &RudeStats) {
+    let channel = format!("r{}", rng.below(HUB_CHANNELS));
+    match which {
+        0 => {
+            let Some(mut s) = connect(a.hub).await else {
+                return;
+            };
+            let _ = s
+                .write_all(get(&format!("/sub/{channel}")).as_bytes())
+                .await;
+            let head = read_for(&mut s, b"\n\n", Duration::from_secs(2)).await;
+            note_limited(&head, stats);
+            if rng.below(2) == 0 {
+                if let Some(mut p) = connect(a.hub).await {
+                    let _ = p
+                        .write_all(post(&format!("/pub/{channel}"), 5).as_bytes())
+                        .await;
+                    let _ = p.write_all(b"hello").await;
+                    let answer = read_for(&mut p, b"}", Duration::from_secs(2)).await;
+                    note_limited(&answer, stats);
+                    close(p, false);
+                }
+                let _ = read_for(&mut s, b"hello", Duration::from_millis(500)).await;
+            }
+            tokio::time::sleep(rng.ms(0, 1000)).await;
+            close(s, rng.below(2) == 0);
+        }
+        1 => {
+            let Some(mut lazy) = small_buffer_connect(a.hub).await else {
+                return;
+            };
+            let _ = lazy
+                .write_all(get(&format!("/sub/{channel}")).as_bytes())
+                .await;
+            let Some(mut poster) = connect(a.hub).await else {
+                return;
+            };
+            let data = "y".repeat(4000);
+            for _ in 0..40 {
+                let req = format!(
+                    "POST /pub/{channel} HTTP/1.1\r\nHost: soak\r\nContent-Length: {}\r\n\r\n{data}",
+                    data.len()
+                );
+                if poster.write_all(req.as_bytes()).await.is_err() {
+                    break;
+                }
+                let got = read_for(&mut poster, b"}", Duration::from_secs(2)).await;
+                note_limited(&got, stats);
+                if !got.starts_with(b"HTTP/1.1 20") {
+                    break;
+                }
+            }
+            close(poster, false);
+            close(lazy, rng.below(2) == 0);
+        }
+        2 => {
+            let Some(mut s) = connect(a.hub).await else {
+                return;
+            };
+            let _ = s
+                .write_all(get_with(&format!("/poll/{channel}"), "Prefer: wait=3\r\n").as_bytes())
+                .await;
+            let early = read_some(&mut s, rng.ms(100, 1500)).await;
+            let _ = early;
+            close(s, rng.below(2) == 0);
+        }
+        _ => {
+            let Some(mut s) = connect(a.hub).await else {
+                return;
+            };
+            let _ = s
+                .write_all(post(&format!("/pub/{channel}"), 5000).as_bytes())
+                .await;
+            let _ = s.write_all(&[b'z'; 10]).await;
+            tokio::time::sleep(rng.ms(100, 1500)).await;
+            close(s, rng.below(2) == 0);
+        }
+    }
+}
+
+/// Counts an answer `429` (a per-client cap of the misbehaving client).
+fn note_limited(answer: &[u8], stats: &RudeStats) {
+    if answer.starts_with(b"HTTP/1.1 429") {
+        stats.limited.fetch_add(1, Relaxed);
+    }
 }
 
 /// Connects and says nothing (or one byte, or one whole request first),
 /// then leaves.
 async fn idle(a: Addrs, rng: &mut Rng) {
-    let addr = [a.pipe, a.signal, a.jobs, a.long_poll][rng.below(4) as usize];
+    let addr = [a.pipe, a.signal, a.jobs, a.long_poll, a.hub][rng.below(5) as usize];
     let Some(mut s) = connect(addr).await else {
         return;
     };
@@ -452,7 +594,7 @@ async fn idle(a: Addrs, rng: &mut Rng) {
 async fn h2c_cut(a: Addrs, rng: &mut Rng) {
     const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
-    let addr = [a.pipe, a.signal, a.jobs, a.long_poll][rng.below(4) as usize];
+    let addr = [a.pipe, a.signal, a.jobs, a.long_poll, a.hub][rng.below(5) as usize];
     let Some(mut s) = connect(addr).await else {
         return;
     };
@@ -477,8 +619,10 @@ async fn swarm(addr: SocketAddr) -> Option<(TcpStream, String, String)> {
     Some((s, field("id")?, field("token")?))
 }
 
+/// A connection from [`CLIENT_IP`] (from the default address if that
+/// cannot be bound).
 async fn connect(addr: SocketAddr) -> Option<TcpStream> {
-    let s = TcpStream::connect(addr).await.ok()?;
+    let s = bound_socket()?.connect(addr).await.ok()?;
     let _ = s.set_nodelay(true);
     Some(s)
 }
@@ -486,9 +630,17 @@ async fn connect(addr: SocketAddr) -> Option<TcpStream> {
 /// A connection with a small receive buffer, so that not reading pushes
 /// back on the server soon.
 async fn small_buffer_connect(addr: SocketAddr) -> Option<TcpStream> {
-    let socket = TcpSocket::new_v4().ok()?;
+    let socket = bound_socket()?;
     let _ = socket.set_recv_buffer_size(4096);
     socket.connect(addr).await.ok()
+}
+
+fn bound_socket() -> Option<TcpSocket> {
+    let socket = TcpSocket::new_v4().ok()?;
+    if socket.bind(SocketAddr::new(CLIENT_IP, 0)).is_err() {
+        UNBOUND.fetch_add(1, Relaxed);
+    }
+    Some(socket)
 }
 
 /// Closes with a FIN, or with a RST when `rst`.

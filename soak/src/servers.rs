@@ -1,12 +1,16 @@
 //! The example services, served by `server::Server` on 127.0.0.1:0: the
-//! pipe and signal services as `pipe_server` and `signal_server` serve
-//! them, and the shapes of `async_jobs` (park) and `long_poll` (the three
-//! ways of waiting), re-stated here because examples cannot be imported.
+//! pipe, signal and hub services as `pipe_server`, `signal_server` and
+//! `hub_server` serve them, and the shapes of `async_jobs` (park) and
+//! `long_poll` (the three ways of waiting), re-stated here because examples
+//! cannot be imported. Every server cuts a client that takes longer than
+//! [`HEADER_READ_TIMEOUT`] to send a request head.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use delayed_response::hub::Hub;
+use delayed_response::limit::ClientKey;
 use delayed_response::park::Store;
 use delayed_response::server::Server;
 use delayed_response::{Body, DelayedResponse, Heartbeat, Json};
@@ -21,13 +25,18 @@ use crate::shim;
 /// The longest work, interval or deadline a request may ask for.
 const MAX_MS: u64 = 60_000;
 
-/// The addresses of the four servers.
+/// The servers' header read timeout (`Server::header_read_timeout`): short,
+/// so that the slow-header clients are cut within their lifetime.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The addresses of the five servers.
 #[derive(Debug, Clone, Copy)]
 pub struct Addrs {
     pub pipe: SocketAddr,
     pub signal: SocketAddr,
     pub jobs: SocketAddr,
     pub long_poll: SocketAddr,
+    pub hub: SocketAddr,
 }
 
 /// Running servers; [`Servers::stop`] shuts them down gracefully.
@@ -35,24 +44,31 @@ pub struct Servers {
     pub addrs: Addrs,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<std::io::Result<()>>>,
+    /// Kept so that the hub lives as long as its server.
+    _hub: Hub,
 }
 
-/// Bodies of the responses of the four servers.
+/// Bodies of the responses of the servers.
 type Res = Response<Body>;
 
 impl Servers {
-    /// Starts the four servers on the current runtime.
+    /// Starts the five servers on the current runtime.
     pub async fn start() -> std::io::Result<Servers> {
+        let unbound: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let hub = shim::hub();
         let mut servers = Servers {
             addrs: Addrs {
-                pipe: ([127, 0, 0, 1], 0).into(),
-                signal: ([127, 0, 0, 1], 0).into(),
-                jobs: ([127, 0, 0, 1], 0).into(),
-                long_poll: ([127, 0, 0, 1], 0).into(),
+                pipe: unbound,
+                signal: unbound,
+                jobs: unbound,
+                long_poll: unbound,
+                hub: unbound,
             },
             stops: Vec::new(),
             tasks: Vec::new(),
+            _hub: hub.clone(),
         };
+        servers.addrs.hub = servers.spawn(shim::hub_service(&hub)).await?;
         servers.addrs.pipe = servers.spawn(shim::pipe()).await?;
         servers.addrs.signal = servers.spawn(shim::signal()).await?;
         let store = Store::builder()
@@ -94,12 +110,20 @@ impl Servers {
         let addr = listener.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         self.stops.push(stop);
-        let server = Server::new().grace_period(Duration::from_secs(5));
+        let server = Server::new()
+            .grace_period(Duration::from_secs(5))
+            .header_read_timeout(HEADER_READ_TIMEOUT);
         self.tasks
             .push(tokio::spawn(server.serve(listener, service, async {
                 let _ = stopped.await;
             })));
         Ok(addr)
+    }
+
+    /// The hub's counts: channels with subscribers, connections.
+    pub fn hub_counts(&self) -> (usize, usize) {
+        let stats = self._hub.stats();
+        (stats.channels, stats.connections)
     }
 
     /// Stops accepting, ends held responses, and waits for the servers.
@@ -128,7 +152,7 @@ async fn jobs(req: Request<Incoming>, store: Store) -> Response<Body> {
     };
     DelayedResponse::for_request(&req)
         .timeout(Duration::from_millis(deadline_ms))
-        .park(store)
+        .park(store, ClientKey::from_extensions(req.extensions()))
         .wait(async move {
             sleep_ms(work_ms).await;
             Json(serde_json::json!({ "slept_ms": work_ms }))

@@ -29,13 +29,19 @@ const PACE: Duration = Duration::from_millis(10);
 const UPLOAD: usize = 64 * 1024;
 
 /// The timed kinds of request.
-pub const KINDS: [&str; 4] = ["long_poll /wait", "jobs 200", "pipe 64 KiB", "signal"];
+pub const KINDS: [&str; 5] = [
+    "long_poll /wait",
+    "jobs 200",
+    "pipe 64 KiB",
+    "signal",
+    "hub publish",
+];
 
 /// Latencies per phase (0: warm-up, discarded; 1: unloaded; 2: loaded)
 /// and kind, allocated before the baseline.
 pub struct Latencies {
     pub phase: AtomicUsize,
-    pub by_phase: [[Histogram; 4]; 3],
+    pub by_phase: [[Histogram; KINDS.len()]; 3],
 }
 
 impl Latencies {
@@ -98,10 +104,12 @@ struct Conns {
     long_poll: Option<Conn>,
     jobs: Option<Conn>,
     signal: Option<Conn>,
+    hub: Option<Conn>,
 }
 
-/// Runs every scenario in turn until `stop`.
+/// Runs every scenario in turn until `stop`; `me` tells the clients apart.
 pub async fn client(
+    me: usize,
     addrs: Addrs,
     lat: Arc<Latencies>,
     failures: Arc<Failures>,
@@ -116,7 +124,8 @@ pub async fn client(
             }
             n += 1;
             failures.scenarios.fetch_add(1, Relaxed);
-            match tokio::time::timeout(PATIENCE, run(scenario, n, &addrs, &mut conns, &lat)).await {
+            let scenario_run = run(scenario, n, me, &addrs, &mut conns, &lat);
+            match tokio::time::timeout(PATIENCE, scenario_run).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     failures.add(format!("{name}: {e}"));
@@ -138,7 +147,7 @@ pub async fn once(addrs: Addrs, lat: &Latencies) -> Result<(), String> {
     for (scenario, name) in NAMES.iter().enumerate() {
         tokio::time::timeout(
             PATIENCE,
-            run(scenario, scenario as u64, &addrs, &mut conns, lat),
+            run(scenario, scenario as u64, CLIENTS, &addrs, &mut conns, lat),
         )
         .await
         .map_err(|_| format!("{name}: timed out"))?
@@ -147,7 +156,7 @@ pub async fn once(addrs: Addrs, lat: &Latencies) -> Result<(), String> {
     Ok(())
 }
 
-const SCENARIOS: usize = 6;
+const SCENARIOS: usize = 7;
 const NAMES: [&str; SCENARIOS] = [
     "long_poll /wait",
     "jobs 200",
@@ -155,11 +164,13 @@ const NAMES: [&str; SCENARIOS] = [
     "signal round trip",
     "jobs 202 + long-poll",
     "long_poll /start",
+    "hub publish + resume",
 ];
 
 async fn run(
     scenario: usize,
     n: u64,
+    me: usize,
     addrs: &Addrs,
     conns: &mut Conns,
     lat: &Latencies,
@@ -209,6 +220,7 @@ async fn run(
             expect(status, StatusCode::OK, &body)?;
             contains(&body, br#"{"slept_ms":40}"#)
         }
+        6 => hub(addrs.hub, &mut conns.hub, n, me, lat).await,
         _ => {
             let conn = keep(&mut conns.long_poll, addrs.long_poll).await?;
             let (status, body) = simple(
@@ -307,6 +319,91 @@ async fn signal(
     })
     .await?;
     Ok(())
+}
+
+/// The hub: a subscriber opens an SSE stream of its client's channel, a
+/// publish reaches it (timed from the POST to the arrival), then a second
+/// publish is fetched by a long-poll that resumes from the stream's last
+/// `id:` (no gap, exactly that message). One channel per client, so that
+/// its long-poll session is renewed rather than one more opened each time
+/// (every well-behaved client is one identity to the hub: 127.0.0.1).
+async fn hub(
+    addr: SocketAddr,
+    keep_conn: &mut Option<Conn>,
+    n: u64,
+    me: usize,
+    lat: &Latencies,
+) -> Result<(), String> {
+    let channel = format!("soak.c{me}");
+    let mut sub = connect(addr).await?;
+    let mut req = get(&format!("/sub/{channel}"));
+    req.headers_mut()
+        .insert(ACCEPT, "text/event-stream".parse().map_err(|_| "accept")?);
+    let res = sub.send_request(req).await.map_err(|e| e.to_string())?;
+    if res.status() != StatusCode::OK {
+        return Err(format!("subscribe status {}", res.status()));
+    }
+    drop(sub);
+    let mut stream = res.into_body();
+    let mut got = Vec::new();
+    read_until(&mut stream, &mut got, |b| {
+        b.windows(2).any(|w| w == b"\n\n")
+    })
+    .await?;
+    let conn = keep(keep_conn, addr).await?;
+    let first = format!("m{n}");
+    let t = Instant::now();
+    let (status, body) =
+        simple(conn, post(&format!("/pub/{channel}"), first.clone().into())).await?;
+    expect(status, StatusCode::CREATED, &body)?;
+    let needle = format!("data: {first}\n");
+    read_until(&mut stream, &mut got, |b| {
+        event_with(b, needle.as_bytes()).is_some()
+    })
+    .await?;
+    lat.record(4, t.elapsed());
+    let event = event_with(&got, needle.as_bytes()).ok_or("no event")?;
+    let id = event
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .ok_or_else(|| format!("an event without id: {event:?}"))?
+        .to_string();
+    drop(stream);
+    let second = format!("p{n}");
+    let (status, body) = simple(
+        conn,
+        post(&format!("/pub/{channel}"), second.clone().into()),
+    )
+    .await?;
+    if status != StatusCode::CREATED && status != StatusCode::ACCEPTED {
+        return Err(format!("second publish: status {status}"));
+    }
+    let _ = body;
+    let (status, body) = simple(conn, get(&format!("/poll/{channel}?cursor={id}"))).await?;
+    expect(status, StatusCode::OK, &body)?;
+    let v: serde_json::Value =
+        serde_json::from_slice(body.trim_ascii_start()).map_err(|e| format!("poll: {e}"))?;
+    let data: Vec<&str> = v["messages"]
+        .as_array()
+        .ok_or("poll without messages")?
+        .iter()
+        .filter_map(|m| m["data"].as_str())
+        .collect();
+    if v["gap"] != serde_json::Value::Bool(false) || data != [second.as_str()] {
+        return Err(format!("the resumed poll got {v}"));
+    }
+    Ok(())
+}
+
+/// The text of the first whole SSE event in `b` that contains `needle`.
+fn event_with(b: &[u8], needle: &[u8]) -> Option<String> {
+    let at = b.windows(needle.len()).position(|w| w == needle)?;
+    let start = b[..at]
+        .windows(2)
+        .rposition(|w| w == b"\n\n")
+        .map_or(0, |i| i + 2);
+    let end = at + b[at..].windows(2).position(|w| w == b"\n\n")?;
+    Some(String::from_utf8_lossy(&b[start..end]).into_owned())
 }
 
 /// `GET path` on the signal server; the body, the swarm id and the token

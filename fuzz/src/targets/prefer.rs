@@ -18,6 +18,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use delayed_response::limit::ClientKey;
 use delayed_response::park::{Prefer, Store};
 use delayed_response::{Body, DelayedResponse};
 use http::header::{HeaderValue, LOCATION};
@@ -227,7 +228,7 @@ async fn respond(req: Request<ReqBody>, store: Store) -> Response<Body> {
     };
     DelayedResponse::for_request(&req)
         .timeout(Duration::from_millis(deadline_ms))
-        .park(store)
+        .park(store, ClientKey::new("fuzz"))
         .wait(async move {
             if work_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(work_ms)).await;

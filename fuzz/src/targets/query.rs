@@ -47,7 +47,7 @@ pub fn query(data: &[u8]) {
         return;
     };
     driver::runtime().block_on(async move {
-        let pipe = shim::pipe(0, false);
+        let pipe = shim::pipe(0, false, None);
         let signal = shim::signal();
         let park = shim::park_status(Store::new());
         for &(svc, method, path) in PROBES {
