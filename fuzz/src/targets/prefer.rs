@@ -5,7 +5,7 @@
 //! `Location`. Checks:
 //!
 //! - `Prefer::from_headers` agrees with an independent RFC 7240 reading
-//!   (for values without quoted strings, see the README's known findings);
+//!   (quoted strings with escapes; a malformed preference is ignored);
 //! - the answer to a job follows from the preferences and the work time:
 //!   `200` with the result when it is ready before the deadline
 //!   (`respond-async`: 0, else `wait=N` capped at `max_wait`, else `D`),
@@ -256,13 +256,9 @@ fn check_applied_wait(headers: &HeaderMap) {
     }
 }
 
-/// Compares `Prefer::from_headers` with [`reference`] where the latter
-/// applies (no quoted strings).
+/// Compares `Prefer::from_headers` with [`reference`].
 fn check_prefer_parse(headers: &HeaderMap) {
     let values: Vec<&HeaderValue> = headers.get_all("prefer").iter().collect();
-    if values.iter().any(|v| v.as_bytes().contains(&b'"')) {
-        return;
-    }
     let got = Prefer::from_headers(headers);
     let want = reference(&values);
     assert_eq!(
@@ -272,29 +268,133 @@ fn check_prefer_parse(headers: &HeaderMap) {
     );
 }
 
-/// RFC 7240 read independently: `preference *( "," preference )`, each
-/// `token [ BWS "=" BWS word ] *( OWS ";" [ OWS parameter ] )`; names are
-/// case-insensitive; the first of a repeated preference wins, even when its
-/// value is malformed; `wait` takes delta-seconds (digits). Header values
-/// with bytes that are not visible ASCII are skipped whole (as
-/// `HeaderValue::to_str` fails on them).
+/// A lexical token of a `Prefer` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lex {
+    Token(Vec<u8>),
+    /// A quoted string, unescaped.
+    Quoted(Vec<u8>),
+    Equals,
+    Semicolon,
+    Comma,
+    /// Anything the grammar has no place for, or a quoted string that does
+    /// not close (which takes the rest of the value).
+    Bad,
+}
+
+/// Splits a value into tokens, dropping whitespace (the grammar never puts
+/// two words side by side, so whitespace only ever separates).
+fn lex(value: &[u8]) -> Vec<Lex> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        i += 1;
+        match b {
+            b' ' | b'\t' => {}
+            b'=' => out.push(Lex::Equals),
+            b';' => out.push(Lex::Semicolon),
+            b',' => out.push(Lex::Comma),
+            b'"' => {
+                let mut text = Vec::new();
+                let mut closed = false;
+                while i < value.len() {
+                    let c = value[i];
+                    i += 1;
+                    if c == b'"' {
+                        closed = true;
+                        break;
+                    }
+                    if c == b'\\' {
+                        // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                        match value.get(i) {
+                            Some(&e) if e == b'\t' || (0x20..=0x7e).contains(&e) || e >= 0x80 => {
+                                text.push(e);
+                                i += 1;
+                            }
+                            _ => {
+                                i = value.len();
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    // qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+                    text.push(c);
+                }
+                out.push(if closed { Lex::Quoted(text) } else { Lex::Bad });
+            }
+            b if tchar(b) => {
+                let start = i - 1;
+                while i < value.len() && tchar(value[i]) {
+                    i += 1;
+                }
+                out.push(Lex::Token(value[start..i].to_vec()));
+            }
+            _ => out.push(Lex::Bad),
+        }
+    }
+    out
+}
+
+/// One list element, by RFC 7240 section 2:
+/// `token [ "=" word ] *( ";" [ token [ "=" word ] ] )`, word being a
+/// token or a quoted string. Its name and value, or `None` if malformed.
+fn element(lexes: &[Lex]) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+    fn word(l: Option<&Lex>) -> Option<Vec<u8>> {
+        match l? {
+            Lex::Token(t) | Lex::Quoted(t) => Some(t.clone()),
+            _ => None,
+        }
+    }
+    let Some(Lex::Token(name)) = lexes.first() else {
+        return None;
+    };
+    let mut i = 1;
+    let mut value = None;
+    if lexes.get(i) == Some(&Lex::Equals) {
+        value = Some(word(lexes.get(i + 1))?);
+        i += 2;
+    }
+    while i < lexes.len() {
+        if lexes[i] != Lex::Semicolon {
+            return None;
+        }
+        i += 1;
+        if let Some(Lex::Token(_)) = lexes.get(i) {
+            i += 1;
+            if lexes.get(i) == Some(&Lex::Equals) {
+                word(lexes.get(i + 1))?;
+                i += 2;
+            }
+        }
+    }
+    Some((name.clone(), value))
+}
+
+/// RFC 7240 read independently: each value a comma-separated list of
+/// elements (empty ones allowed), a malformed element ignored; names are
+/// case-insensitive; the first of a repeated preference wins, even when
+/// its value is not a number; `wait` takes delta-seconds (digits).
 fn reference(values: &[&HeaderValue]) -> (bool, Option<Duration>) {
     let mut respond_async = None;
     let mut wait: Option<Option<Duration>> = None;
     for value in values {
-        let Ok(text) = value.to_str() else { continue };
-        for item in text.split(',') {
-            let pref = item.split(';').next().unwrap_or("");
-            let (name, val) = match pref.split_once('=') {
-                Some((n, v)) => (n.trim(), Some(v.trim())),
-                None => (pref.trim(), None),
+        let lexes = lex(value.as_bytes());
+        for item in lexes.split(|l| *l == Lex::Comma) {
+            if item.is_empty() {
+                continue;
+            }
+            let Some((name, val)) = element(item) else {
+                continue;
             };
-            if name.eq_ignore_ascii_case("respond-async") {
+            if name.eq_ignore_ascii_case(b"respond-async") {
                 respond_async.get_or_insert(true);
-            } else if name.eq_ignore_ascii_case("wait") && wait.is_none() {
+            } else if name.eq_ignore_ascii_case(b"wait") && wait.is_none() {
                 let secs = val
-                    .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                    .and_then(|v| v.parse::<u64>().ok());
+                    .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                    .and_then(|v| String::from_utf8(v).ok()?.parse::<u64>().ok());
                 wait = Some(secs.map(Duration::from_secs));
             }
         }

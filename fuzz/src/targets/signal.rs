@@ -7,13 +7,17 @@
 //!   data is a JSON envelope `{"from", "data"}`;
 //! - a POST that is not `200` delivers nothing; a `200` delivers one event
 //!   to each peer it targets (everyone, or `cid`);
-//! - for a JSON body, the delivered `data` equals the body's `data` and
-//!   `from` is the cid of the token's owner.
+//! - for a JSON body, the delivered `data` is the body's `data` as it was
+//!   sent, token for token (numbers byte for byte), and `from` is the cid
+//!   of the token's owner.
 
 use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::Method;
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::driver::{self, Tracked};
@@ -163,7 +167,7 @@ fn expectation(body: &[u8], peers: &[Peer; 2]) -> Option<([bool; 2], String)> {
     };
     let token = value.get("token")?.as_str()?;
     let from = peers.iter().find(|p| p.token == token)?.cid.clone();
-    let data = value.get("data").filter(|d| !d.is_null())?.clone();
+    value.get("data").filter(|d| !d.is_null())?;
     let targets = match value.get("cid") {
         None | Some(Value::Null) => [true, true],
         Some(Value::String(s)) if s.is_empty() => [true, true],
@@ -172,11 +176,37 @@ fn expectation(body: &[u8], peers: &[Peer; 2]) -> Option<([bool; 2], String)> {
         // Another peer of the script's.
         Some(_) => [false, false],
     };
-    // The envelope's exact text, built as the service builds it: comparing
-    // re-parsed values would trip over serde_json's float parsing, which is
-    // not correctly rounded (see tests/findings.rs).
+    // The envelope's exact text: `data` as it was sent, token for token,
+    // without the whitespace between tokens (the last `data` member, as a
+    // map of the object keeps it).
+    let members: HashMap<String, &RawValue> = serde_json::from_slice(trimmed).ok()?;
+    let data = without_whitespace(members.get("data")?.get());
     let text = format!(r#"{{"from":"{from}","data":{data}}}"#);
     Some((targets, text))
+}
+
+/// JSON text with the whitespace outside its strings removed.
+fn without_whitespace(json: &str) -> String {
+    let mut out = String::new();
+    let mut chars = json.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' | '\r' => {}
+            '"' => {
+                out.push(c);
+                while let Some(c) = chars.next() {
+                    out.push(c);
+                    match c {
+                        '\\' => out.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// The `signal` events of a peer's stream so far: their data as JSON, and
