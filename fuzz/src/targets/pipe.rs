@@ -161,7 +161,7 @@ fn run(steps: Vec<Step>, settings: Settings) {
                             },
                         );
                     }
-                } else if path.trim_matches('/') == "reserve" {
+                } else if path.trim_matches('/') == "reserve" && ex.end == End::Complete {
                     let (new_id, upload) = reservation(&ex);
                     id = new_id;
                     up = upload;
