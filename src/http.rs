@@ -155,9 +155,16 @@ pub(crate) use service_impls;
 /// The preferences of a request that matter to a delayed response: the
 /// `Prefer` header (RFC 7240), as far as async request-reply needs it.
 ///
-/// Parsed leniently, as RFC 7240 asks: unknown preferences, parameters and
-/// malformed values are ignored; of repeated preferences the first wins; names
-/// are case-insensitive; several `Prefer` headers are read in order.
+/// Parsed by RFC 7240's grammar: a comma-separated list of preferences,
+/// each a name with an optional value (a token or a quoted string, with
+/// backslash escapes), then `;` parameters. A comma or semicolon inside a
+/// quoted string belongs to it. Parsed leniently, as the RFC asks: unknown
+/// preferences, parameters and values are ignored, and so is a malformed
+/// preference (one that does not follow the grammar, such as `wait="7`,
+/// whose quote does not close: it runs to the end of its header); of
+/// repeated preferences the first wins, even when its value is not a
+/// number; names are case-insensitive; several `Prefer` headers are read in
+/// order.
 ///
 /// # Examples
 ///
@@ -170,6 +177,10 @@ pub(crate) use service_impls;
 /// let prefer = Prefer::from_headers(&headers);
 /// assert!(prefer.respond_async);
 /// assert_eq!(prefer.wait, Some(Duration::from_secs(10)));
+///
+/// // A quoted string is one value, commas and all.
+/// headers.insert("prefer", r#"foo="a, wait=9", wait=1"#.parse().unwrap());
+/// assert_eq!(Prefer::from_headers(&headers).wait, Some(Duration::from_secs(1)));
 /// ```
 // Public through `park::Prefer`; unreachable in a build without `park`.
 #[allow(unreachable_pub)]
@@ -190,23 +201,16 @@ impl Prefer {
         let mut seen_async = false;
         let mut seen_wait = false;
         for value in headers.get_all(PREFER) {
-            let Ok(value) = value.to_str() else { continue };
-            for item in value.split(',') {
-                // Parameters after ';' are ignored.
-                let pref = item.split(';').next().unwrap_or("").trim();
-                let (name, val) = match pref.split_once('=') {
-                    Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
-                    None => (pref, None),
-                };
-                if name.eq_ignore_ascii_case("respond-async") && !seen_async {
+            for (name, val) in preferences(value.as_bytes()) {
+                if name.eq_ignore_ascii_case(b"respond-async") && !seen_async {
                     seen_async = true;
                     prefer.respond_async = true;
-                } else if name.eq_ignore_ascii_case("wait") && !seen_wait {
+                } else if name.eq_ignore_ascii_case(b"wait") && !seen_wait {
                     seen_wait = true;
                     // Delta-seconds: digits only; anything else is ignored.
                     if let Some(secs) = val
-                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-                        .and_then(|v| v.parse::<u64>().ok())
+                        .filter(|v| !v.is_empty() && v.iter().all(u8::is_ascii_digit))
+                        .and_then(|v| std::str::from_utf8(&v).ok()?.parse::<u64>().ok())
                     {
                         prefer.wait = Some(Duration::from_secs(secs));
                     }
@@ -214,6 +218,137 @@ impl Prefer {
             }
         }
         prefer
+    }
+}
+
+/// The well-formed preferences of one `Prefer` value, in order: each name
+/// and its value (unquoted, escapes undone); parameters are dropped.
+fn preferences(value: &[u8]) -> Vec<(&[u8], Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    let mut p = Cursor { s: value, at: 0 };
+    loop {
+        p.skip_ows();
+        match p.peek() {
+            None => return out,
+            // An empty list element (`a, , b`).
+            Some(b',') => p.at += 1,
+            Some(_) => match p.preference() {
+                Some(pref) => out.push(pref),
+                None => p.skip_element(),
+            },
+        }
+    }
+}
+
+/// A position in a `Prefer` value, for [`preferences`].
+struct Cursor<'a> {
+    s: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.at).copied()
+    }
+
+    /// OWS (and BWS): spaces and tabs.
+    fn skip_ows(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t')) {
+            self.at += 1;
+        }
+    }
+
+    /// `1*tchar` (RFC 9110, section 5.6.2).
+    fn token(&mut self) -> Option<&'a [u8]> {
+        let start = self.at;
+        while self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+        {
+            self.at += 1;
+        }
+        (self.at > start).then(|| &self.s[start..self.at])
+    }
+
+    /// `DQUOTE *( qdtext / quoted-pair ) DQUOTE`, unescaped; `None` when it
+    /// does not close or holds a byte it may not (a control character).
+    fn quoted_string(&mut self) -> Option<Vec<u8>> {
+        self.at += 1;
+        let mut out = Vec::new();
+        loop {
+            let b = self.peek()?;
+            self.at += 1;
+            match b {
+                b'"' => return Some(out),
+                b'\\' => {
+                    let escaped = self
+                        .peek()
+                        .filter(|&e| e == b'\t' || (e >= 0x20 && e != 0x7f))?;
+                    self.at += 1;
+                    out.push(escaped);
+                }
+                b'\t' | 0x20..=0x7e | 0x80..=0xff => out.push(b),
+                _ => return None,
+            }
+        }
+    }
+
+    /// `token / quoted-string`.
+    fn word(&mut self) -> Option<Vec<u8>> {
+        match self.peek() {
+            Some(b'"') => self.quoted_string(),
+            _ => self.token().map(<[u8]>::to_vec),
+        }
+    }
+
+    /// `token [ BWS "=" BWS word ]`.
+    fn pair(&mut self) -> Option<(&'a [u8], Option<Vec<u8>>)> {
+        let name = self.token()?;
+        let before = self.at;
+        self.skip_ows();
+        if self.peek() != Some(b'=') {
+            self.at = before;
+            return Some((name, None));
+        }
+        self.at += 1;
+        self.skip_ows();
+        Some((name, Some(self.word()?)))
+    }
+
+    /// `token [ BWS "=" BWS word ] *( OWS ";" [ OWS parameter ] )`, which
+    /// must end its list element.
+    fn preference(&mut self) -> Option<(&'a [u8], Option<Vec<u8>>)> {
+        let pref = self.pair()?;
+        loop {
+            self.skip_ows();
+            match self.peek() {
+                None | Some(b',') => return Some(pref),
+                Some(b';') => {
+                    self.at += 1;
+                    self.skip_ows();
+                    if !matches!(self.peek(), None | Some(b',' | b';')) {
+                        self.pair()?;
+                    }
+                }
+                Some(_) => return None,
+            }
+        }
+    }
+
+    /// Skips the rest of a malformed element: up to the next comma outside
+    /// a quoted string (a quoted string that does not close runs to the
+    /// end).
+    fn skip_element(&mut self) {
+        let mut quoted = false;
+        while let Some(b) = self.peek() {
+            self.at += 1;
+            match b {
+                b'\\' if quoted => self.at += 1,
+                b'"' => quoted = !quoted,
+                b',' if !quoted => return,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -261,6 +396,53 @@ mod tests {
     #[test]
     fn prefer_keeps_the_first_of_repeated_preferences() {
         assert_eq!(parse("wait=3, wait=9").wait, Some(Duration::from_secs(3)));
+        // Even when the first is not a number.
+        assert_eq!(parse("wait=soon, wait=9").wait, None);
+    }
+
+    /// Regression (found by the `prefer` fuzz target): the value was split
+    /// on every comma, so a `wait=` inside another preference's quoted
+    /// value was read as the client's, and the real one ignored.
+    #[test]
+    fn a_comma_inside_a_quoted_value_does_not_start_a_preference() {
+        let p = parse(r#"foo="a, wait=9", wait=1"#);
+        assert_eq!(p.wait, Some(Duration::from_secs(1)));
+        assert!(!parse(r#"foo="x, respond-async""#).respond_async);
+        let p = parse(r#"respond-async; foo="a; b, wait=9"; bar, wait=2"#);
+        assert!(p.respond_async);
+        assert_eq!(p.wait, Some(Duration::from_secs(2)));
+    }
+
+    /// Regression (found by the `prefer` fuzz target): quotes were trimmed
+    /// off whatever was there, so unbalanced or doubled quotes made a wait.
+    #[test]
+    fn unbalanced_quotes_make_a_malformed_preference_that_is_ignored() {
+        assert_eq!(parse(r#"wait="7"#).wait, None);
+        assert_eq!(parse(r#"wait=""7"""#).wait, None);
+        assert_eq!(parse(r#"wait ="0"#).wait, None);
+        assert_eq!(parse(r#"wait="7""#).wait, Some(Duration::from_secs(7)));
+        // A quote that does not close takes the rest of its header along.
+        assert!(!parse(r#"foo="x, respond-async"#).respond_async);
+    }
+
+    #[test]
+    fn a_malformed_preference_is_ignored_and_the_next_one_read() {
+        let p = parse("wait=5=5, wait=3, respond-async");
+        assert_eq!(p.wait, Some(Duration::from_secs(3)));
+        assert!(p.respond_async);
+        assert_eq!(parse("=5, wait=4").wait, Some(Duration::from_secs(4)));
+        assert_eq!(parse("wait 5, wait=6").wait, Some(Duration::from_secs(6)));
+    }
+
+    #[test]
+    fn quoted_values_take_escapes_and_whitespace_around_equals() {
+        assert_eq!(parse(r#"wait="\7""#).wait, Some(Duration::from_secs(7)));
+        assert_eq!(parse("wait = 8").wait, Some(Duration::from_secs(8)));
+        assert_eq!(parse(r#"wait=" 8""#).wait, None);
+        let p = parse(r#"Respond-Async; note="say \"hi\", then", wait=1"#);
+        assert!(p.respond_async);
+        assert_eq!(p.wait, Some(Duration::from_secs(1)));
+        assert_eq!(parse(", ,wait=2,").wait, Some(Duration::from_secs(2)));
     }
 
     #[test]

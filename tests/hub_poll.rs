@@ -150,3 +150,30 @@ async fn a_long_poll_client_is_one_connection_while_its_polls_keep_coming() {
     eventually("the lease to run out", || hub.stats().connections == 0).await;
     server.stop().await;
 }
+
+/// Regression: the poll read `Prefer` by splitting on every comma and
+/// semicolon, so a `wait=0` inside another preference's quoted value
+/// answered the poll at once. It reads `Prefer` by RFC 7240 now (as
+/// `park::Prefer` does): here there is no `wait`, so the poll waits.
+#[tokio::test]
+async fn a_wait_inside_a_quoted_value_does_not_cut_a_poll_short() {
+    let hub = open()
+        .max_wait(Duration::from_millis(300))
+        .keep_alive(Duration::from_millis(20))
+        .build();
+    let server = serve(hub.service()).await;
+    let m = hub.publish("quoted", "x").await.unwrap();
+    let (res, body) = poll(
+        server.addr,
+        &format!("/poll/quoted?cursor={}", m.id),
+        "Prefer: note=\"a, wait=0\"\r\n",
+    )
+    .await;
+    assert_eq!(data(&body), Vec::<String>::new());
+    assert!(
+        res.body.starts_with(b" "),
+        "the poll answered at once instead of waiting: {:?}",
+        res.text()
+    );
+    server.stop().await;
+}

@@ -913,3 +913,28 @@ async fn allow_origin_adds_cors_headers_and_answers_preflights() {
     assert!(res.header("access-control-allow-origin").is_some());
     server.stop().await;
 }
+
+/// Regression (found by the `sse_roundtrip` fuzz target): `data` was
+/// parsed into serde_json values and written again, and serde_json's
+/// float parsing is not correctly rounded: `1.0000000000000005e20` reached
+/// the peers as `1.0000000000000003e+20`, a long integer as a rounded
+/// float. `data` goes out as it was sent, token for token.
+#[tokio::test]
+async fn fix_signalled_numbers_arrive_as_they_were_sent() {
+    let server = serve(signal::Service::new()).await;
+    let mut init = create(server.addr).await;
+    let data = r#"{"f": 1.0000000000000005e20, "big": 123456789012345678901234567890, "x": 1.50}"#;
+    let body = format!(r#"{{"token": "{}", "data": {data}}}"#, init.token);
+    let res = post(server.addr, &format!("/{}", init.id), JSON, &body).await;
+    assert_eq!(res.status, 200);
+    let event = init.stream.next_event().await.unwrap();
+    assert_eq!(event.event, "signal");
+    assert_eq!(
+        event.data,
+        format!(
+            r#"{{"from":"{}","data":{{"f":1.0000000000000005e20,"big":123456789012345678901234567890,"x":1.50}}}}"#,
+            init.cid
+        )
+    );
+    server.stop().await;
+}

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -24,7 +24,7 @@ use super::{cursor, Identity, Reason};
 use crate::backplane::{Message, Presence};
 use crate::body::Body;
 use crate::delayed::{AbortReason, DelayedResponse, Heartbeat, Outcome};
-use crate::http::{lock, text};
+use crate::http::{lock, text, Prefer};
 use crate::limit::{ClientKey, Permit};
 
 /// Long-poll sessions by (identity, channels).
@@ -63,23 +63,6 @@ impl Sessions {
 
 pub(crate) fn session_key(identity: &Identity, channels: &[Arc<str>]) -> (ClientKey, String) {
     (identity.client_key(), channels.join(","))
-}
-
-/// `Prefer: wait=N` in seconds, if given.
-fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get_all("prefer")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split([',', ';']))
-        .find_map(|p| {
-            let (name, value) = p.split_once('=')?;
-            if !name.trim().eq_ignore_ascii_case("wait") {
-                return None;
-            }
-            value.trim().trim_matches('"').parse::<u64>().ok()
-        })
-        .map(Duration::from_secs)
 }
 
 fn answer(messages: &[Message], cursor: &str, gap: bool) -> Response<Body> {
@@ -240,7 +223,8 @@ impl Inner {
 /// `GET /poll…`, once the request is checked and its session started.
 pub(crate) async fn poll(inner: &Arc<Inner>, parts: &Parts, ask: Ask) -> Response<Body> {
     inner.start_sweeper();
-    let wait = prefer_wait(&parts.headers)
+    let wait = Prefer::from_headers(&parts.headers)
+        .wait
         .unwrap_or(inner.config.max_wait)
         .min(inner.config.max_wait);
     let notify = Arc::new(Notify::new());

@@ -345,7 +345,11 @@ where
         }
     }
     let data = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
+        // A copy: the collected bytes may be a slice of the connection's
+        // read buffer (hyper splits one frame off it without copying), and
+        // history keeps a message for minutes; a slice would pin the whole
+        // buffer (kilobytes for a few bytes of message) as long.
+        Ok(collected) => Bytes::copy_from_slice(&collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
             return text(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -55,6 +55,9 @@
 //! brackets up to 5 levels: `data[x]=5` is `{"data": {"x": "5"}}`, `a[]=1&a[]=2`
 //! and `a=1&a=2` are arrays, every form value is a string). Content types are
 //! matched case-insensitively; anything else, `text/plain` included, is `415`.
+//! A JSON body's `data` reaches the peers as it was sent, token for token
+//! (numbers and strings byte for byte, keys in their order), without the
+//! whitespace between tokens, so that the event stays one line.
 //! The checks, in order:
 //!
 //! | check | status |

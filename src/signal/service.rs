@@ -260,13 +260,13 @@ where
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => return too_large(),
         Err(_) => return text(StatusCode::BAD_REQUEST, "the body was cut off\n"),
     };
-    let Some(value) = params::parse(format, &body) else {
+    let Some(parsed) = params::parse(format, &body) else {
         return text(
             StatusCode::BAD_REQUEST,
             "the body must be a JSON object or array\n",
         );
     };
-    match registry.send(id, params::outgoing(&value)) {
+    match registry.send(id, params::outgoing(&parsed)) {
         Ok(()) => text(StatusCode::OK, "OK"),
         Err(SendError::Refused(refusal)) => refused(refusal),
         Err(SendError::NoData) => text(StatusCode::BAD_REQUEST, "no data\n"),

@@ -45,6 +45,24 @@ async fn text_html_with_parameters_becomes_text_plain_with_them() {
     );
 }
 
+/// Regression (found by the `piping_routes` fuzz target): a type with a
+/// byte beyond ASCII in its parameters could not be read as text, and was
+/// forwarded untouched, `text/html` and all.
+#[tokio::test]
+async fn text_html_with_bytes_beyond_ascii_still_becomes_text_plain() {
+    let got = through("Content-Type: text/html; charset=\u{e9}\r\n", b"<b>").await;
+    let ct = got.header("content-type").unwrap_or("");
+    assert!(ct.starts_with("text/plain;"), "Content-Type {ct:?}");
+}
+
+/// A browser takes the last type of a list: `text/plain, text/html` would
+/// be HTML to it.
+#[tokio::test]
+async fn a_type_list_naming_text_html_becomes_text_plain() {
+    let got = through("Content-Type: text/plain, TEXT/HTML\r\n", b"<b>").await;
+    assert_eq!(got.header("content-type"), Some("text/plain"));
+}
+
 #[tokio::test]
 async fn no_content_type_is_forwarded_as_none() {
     let got = through("", b"raw").await;

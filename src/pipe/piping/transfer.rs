@@ -85,20 +85,25 @@ impl Head {
 }
 
 /// `text/html` (with its parameters) becomes `text/plain`: a pipe must not
-/// serve a page on the server's origin.
+/// serve a page on the server's origin. Read as bytes, since a value may
+/// carry bytes beyond ASCII (which `HeaderValue::to_str` refuses), and item
+/// by item, since a browser takes the last type of a list
+/// (`text/plain, text/html` is HTML to it); such a list becomes plain
+/// `text/plain`.
 fn no_html(ct: &HeaderValue) -> HeaderValue {
-    let Ok(s) = ct.to_str() else {
-        return ct.clone();
+    let bytes = ct.as_bytes();
+    let is_html = |item: &[u8]| {
+        let essence = item.split(|&b| b == b';').next().unwrap_or(item);
+        essence.trim_ascii().eq_ignore_ascii_case(b"text/html")
     };
-    let (essence, params) = s.split_once(';').map_or((s, None), |(e, p)| (e, Some(p)));
-    if !essence.trim().eq_ignore_ascii_case("text/html") {
+    if !bytes.split(|&b| b == b',').any(is_html) {
         return ct.clone();
     }
-    let plain = match params {
-        Some(p) => format!("text/plain;{p}"),
-        None => "text/plain".to_owned(),
+    let plain = match bytes.iter().position(|&b| b == b';') {
+        Some(at) if !bytes.contains(&b',') => [&b"text/plain"[..], &bytes[at..]].concat(),
+        _ => b"text/plain".to_vec(),
     };
-    HeaderValue::from_str(&plain).unwrap_or(HeaderValue::from_static("text/plain"))
+    HeaderValue::from_bytes(&plain).unwrap_or(HeaderValue::from_static("text/plain"))
 }
 
 /// Runs the transfer of `sender` to `receivers` (whose responses have not
