@@ -29,8 +29,10 @@ type TickHook = Arc<dyn Fn(u64) + Send + Sync>;
 type HeartbeatHook = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
 type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
+/// The hooks, shared (a builder that sets none copies a pointer).
 #[derive(Clone, Default)]
 pub(super) struct Hooks {
+    pub(super) on_deadline: Option<DeadlineHook>,
     pub(super) on_abort: Option<AbortHook>,
     pub(super) on_timeout: Option<ResponseHook>,
     pub(super) on_error: Option<ErrorHook>,
@@ -62,13 +64,21 @@ pub(crate) struct Config {
     pub(super) accepted_at_start: bool,
     pub(super) detach: bool,
     pub(super) max_buffered: usize,
+    /// Shared like the headers.
+    pub(super) hooks: Arc<Hooks>,
+}
+
+/// What a builder takes from its request. It lives beside the shared
+/// [`Config`], not in it, so that taking it (every request of
+/// [`server::serve`](crate::server::serve) carries a [`Shutdown`]) copies no
+/// configuration.
+#[derive(Clone, Default)]
+pub(crate) struct RequestInfo {
     pub(super) shutdown: Option<Shutdown>,
     /// A HEAD request: hyper sends the head and drops the body unpolled.
     pub(super) head_request: bool,
     /// The request's `Prefer` header, for the layers that honour it (`park`).
     pub(super) prefer: Prefer,
-    pub(super) on_deadline: Option<DeadlineHook>,
-    pub(super) hooks: Hooks,
 }
 
 impl Default for Config {
@@ -83,11 +93,7 @@ impl Default for Config {
             accepted_at_start: false,
             detach: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
-            shutdown: None,
-            head_request: false,
-            prefer: Prefer::default(),
-            on_deadline: None,
-            hooks: Hooks::default(),
+            hooks: Arc::default(),
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
-use super::config::Config;
-use super::{AbortReason, Outcome};
+use super::config::{Config, RequestInfo};
+use super::{AbortReason, Outcome, Shutdown};
 
 /// Shared between a handle-mode response and its completions: closed when the
 /// response is over for any reason, with the abort reason set first when it
@@ -46,25 +46,34 @@ impl AbortCell {
 /// fails, which is why `Drop` is the abort signal. It is disarmed by `finish`.
 pub(crate) struct Tracker {
     cfg: Arc<Config>,
+    shutdown: Option<Shutdown>,
     mode: &'static str,
     span: tracing::Span,
     /// When the response started; `None` when debug events are off (the
     /// clock is read only for the `elapsed_ms` of the trace events).
     started: Option<Instant>,
     cell: Option<Arc<AbortCell>>,
+    head_request: bool,
     done: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(cfg: Arc<Config>, mode: &'static str, cell: Option<Arc<AbortCell>>) -> Self {
+    pub(crate) fn new(
+        cfg: Arc<Config>,
+        req: &RequestInfo,
+        mode: &'static str,
+        cell: Option<Arc<AbortCell>>,
+    ) -> Self {
         let span = tracing::debug_span!("delayed_response", mode);
         tracing::debug!(parent: &span, "start");
         Tracker {
             cfg,
+            shutdown: req.shutdown.clone(),
             mode,
             span,
             started: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
             cell,
+            head_request: req.head_request,
             done: false,
         }
     }
@@ -74,7 +83,7 @@ impl Tracker {
     }
 
     pub(crate) fn head_request(&self) -> bool {
-        self.cfg.head_request
+        self.head_request
     }
 
     /// Reports `outcome` unless an outcome was already reported.
@@ -113,7 +122,7 @@ impl Tracker {
 
     /// Why the response is going away now: shutdown if the server said so.
     pub(crate) fn abort_reason(&self) -> AbortReason {
-        match &self.cfg.shutdown {
+        match &self.shutdown {
             Some(s) if s.is_triggered() => AbortReason::Shutdown,
             _ => AbortReason::ClientGone,
         }
