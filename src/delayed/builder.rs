@@ -13,7 +13,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use super::config::{Config, DeadlineHook, Hooks, RequestInfo, DEFAULT_MIN_INTERVAL};
 use super::deadline::OnDeadline;
 use super::held::{Held, Source};
-use super::tracker::{AbortCell, Tracker};
+use super::tracker::{AbortCell, Mode, Tracker};
 use super::wait::spawn;
 use super::{
     handle, AbortReason, Completion, Heartbeat, IntoReply, Outcome, ResponseFuture, Shutdown,
@@ -446,10 +446,10 @@ impl DelayedResponse {
     {
         if self.cfg.detach {
             let work = spawn(work);
-            self.held(Source::work(work), "start", None)
+            self.held(Source::work(work), Mode::Start, None)
         } else {
             let work = async move { work.await.into_reply() };
-            self.held(Source::work(work), "start", None)
+            self.held(Source::work(work), Mode::Start, None)
         }
     }
 
@@ -496,16 +496,11 @@ impl DelayedResponse {
         let shared = handle::Shared::new(self.cfg.max_buffered);
         let cell = shared.cell.clone();
         let completion = Completion::new(shared.clone());
-        let future = self.held(Source::handle(shared), "handle", Some(cell));
+        let future = self.held(Source::handle(shared), Mode::Handle, Some(cell));
         (future, completion)
     }
 
-    fn held<W>(
-        self,
-        source: Source<W>,
-        mode: &'static str,
-        cell: Option<Arc<AbortCell>>,
-    ) -> ResponseFuture
+    fn held<W>(self, source: Source<W>, mode: Mode, cell: Option<Arc<AbortCell>>) -> ResponseFuture
     where
         W: Future<Output = super::Reply> + Send + 'static,
     {

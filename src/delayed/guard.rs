@@ -119,10 +119,6 @@ impl Rendering {
         )
     }
 
-    pub(super) fn done() -> Self {
-        Rendering { state: State::Done }
-    }
-
     pub(super) fn poll_frame(&mut self, tracker: &mut Tracker, cx: &mut Context<'_>) -> PollFrame {
         match &mut self.state {
             State::Body { body, outcome } => match Pin::new(&mut *body).poll_frame(cx) {

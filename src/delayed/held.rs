@@ -74,8 +74,11 @@ enum Phase {
     Head,
     /// The head is out; the body waits for the result.
     Waiting,
-    /// The result (or its failure) is being written.
-    Rendering(Rendering),
+    /// The result (or its failure) is being written (boxed: a held response
+    /// spends most of its life waiting, with this variant unused).
+    Rendering(Box<Rendering>),
+    /// Over: nothing more to write.
+    Done,
 }
 
 pin_project! {
@@ -86,9 +89,10 @@ pin_project! {
         // The response's own timer: the first heartbeat, the one after a
         // progress write, and the deadline. Made at the first poll that
         // does not find the result ready, so that a ready result (the fast
-        // path) costs no timer.
-        #[pin]
-        timer: Option<Sleep>,
+        // path) costs no timer, and freed once the shared schedule gives
+        // the heartbeats and no deadline is left (so that a response held
+        // for long does not keep it).
+        timer: Option<Pin<Box<Sleep>>>,
         // The next heartbeat of the own timer; `None` while the shared
         // schedule gives them.
         beat_due: Option<Instant>,
@@ -96,7 +100,8 @@ pin_project! {
         tick: Option<Tick>,
         shutdown: Option<Listener>,
         ticks: u64,
-        started: Instant,
+        // The last event was a heartbeat of the shared schedule.
+        beat_by_tick: bool,
         // Bytes to send before polling anything (the write or heartbeat
         // that committed the head).
         pending: Bytes,
@@ -113,15 +118,16 @@ impl<W: Future<Output = Reply> + Send + 'static> Held<W> {
         source: Source<W>,
         tracker: Tracker,
     ) -> Self {
+        let started = Instant::now();
         Held {
             source,
             timer: None,
-            beat_due: None,
-            deadline: None,
+            beat_due: Some(instant_after(started, cfg.heartbeat.initial_delay())),
+            deadline: cfg.timeout.map(|d| instant_after(started, d)),
             tick: None,
             shutdown: req.shutdown.map(Listener::new),
             ticks: 0,
-            started: Instant::now(),
+            beat_by_tick: false,
             pending: Bytes::new(),
             phase: Phase::Head,
             cfg,
@@ -155,26 +161,17 @@ impl<W: Future<Output = Reply>> Held<W> {
             SourceProj::Done => {}
         }
         let cfg = &**this.cfg;
-        if this.timer.is_none() {
-            let started = *this.started;
-            let first = instant_after(started, cfg.heartbeat.initial_delay());
-            *this.beat_due = Some(first);
-            *this.deadline = cfg.timeout.map(|d| instant_after(started, d));
-            this.timer.set(Some(sleep_until(
-                this.deadline.map_or(first, |d| d.min(first)),
-            )));
-        }
-        let interval = cfg.beat_interval();
         if let Some(data) = data {
             // Heartbeats fill silences: the next one is due a full interval
             // after this write, from the own timer.
             *this.tick = None;
-            let due = instant_after(Instant::now(), interval);
-            *this.beat_due = Some(due);
-            if let Some(timer) = this.timer.as_mut().as_pin_mut() {
-                timer.reset(this.deadline.map_or(due, |d| d.min(due)));
-            }
+            *this.beat_due = Some(instant_after(Instant::now(), cfg.beat_interval()));
+            rearm(this.timer, *this.beat_due, *this.deadline);
             return Poll::Ready(Event::Data(data));
+        }
+        if this.timer.is_none() && (this.beat_due.is_some() || this.deadline.is_some()) {
+            // The first poll that did not find the result ready.
+            rearm(this.timer, *this.beat_due, *this.deadline);
         }
         if let Some(listener) = this.shutdown.as_mut() {
             if listener.poll(cx).is_ready() {
@@ -190,29 +187,34 @@ impl<W: Future<Output = Reply>> Held<W> {
                 }
             }
         }
-        if this.beat_due.is_some() || this.deadline.is_some() {
-            if let Some(mut timer) = this.timer.as_mut().as_pin_mut() {
-                if timer.as_mut().poll(cx).is_ready() {
-                    let fired = timer.deadline();
-                    if this.deadline.is_some_and(|d| d <= fired) {
-                        *this.deadline = None;
-                        return Poll::Ready(Event::Timeout);
+        if let Some(timer) = this.timer.as_mut() {
+            if timer.as_mut().poll(cx).is_ready() {
+                let fired = timer.deadline();
+                if this.deadline.is_some_and(|d| d <= fired) {
+                    *this.deadline = None;
+                    return Poll::Ready(Event::Timeout);
+                }
+                if let Some(due) = this.beat_due.filter(|&b| b <= fired) {
+                    let interval = cfg.beat_interval();
+                    // Keep the schedule (no drift); after a stall, skip
+                    // missed beats rather than burst them.
+                    let now = Instant::now();
+                    let mut next = instant_after(due, interval);
+                    if next <= now {
+                        next = instant_after(now, interval);
                     }
-                    if let Some(due) = this.beat_due.filter(|&b| b <= fired) {
-                        // Keep the schedule (no drift); after a stall, skip
-                        // missed beats rather than burst them.
-                        let now = Instant::now();
-                        let mut next = instant_after(due, interval);
-                        if next <= now {
-                            next = instant_after(now, interval);
-                        }
-                        // From now on, the shared schedule of the interval
-                        // (or this timer, outside a runtime's reach).
-                        *this.tick = Tick::join(interval, next);
-                        *this.beat_due = this.tick.is_none().then_some(next);
-                    }
-                    if let Some(at) = earliest(*this.beat_due, *this.deadline) {
-                        timer.reset(at);
+                    // From now on, the shared schedule of the interval (or
+                    // this timer, outside a runtime's reach).
+                    *this.tick = Tick::join(interval, next);
+                    *this.beat_due = this.tick.is_none().then_some(next);
+                    let writes =
+                        matches!(this.source.as_mut().project(), SourceProj::Handle { .. });
+                    if this.beat_due.is_none() && this.deadline.is_none() && !writes {
+                        // Nothing left for the own timer: free it (a handle
+                        // keeps it for the silence after its next write).
+                        *this.timer = None;
+                    } else {
+                        rearm(this.timer, *this.beat_due, *this.deadline);
                     }
                     return Poll::Ready(beat(this.ticks, cfg, this.tracker));
                 }
@@ -220,6 +222,7 @@ impl<W: Future<Output = Reply>> Held<W> {
         }
         if let Some(tick) = this.tick.as_mut() {
             if tick.poll(cx).is_ready() {
+                *this.beat_by_tick = true;
                 return Poll::Ready(beat(this.ticks, cfg, this.tracker));
             }
         }
@@ -290,7 +293,7 @@ impl<W: Future<Output = Reply>> Held<W> {
             return Head::Whole(res);
         }
         let (parts, body) = res.into_parts();
-        *this.phase = Phase::Rendering(Rendering::new(body, outcome));
+        *this.phase = Phase::Rendering(Box::new(Rendering::new(body, outcome)));
         Head::Body(Response::from_parts(parts, ()))
     }
 
@@ -306,7 +309,7 @@ impl<W: Future<Output = Reply>> Held<W> {
         // in its own task).
         this.source.set(Source::Done);
         *this.tick = None;
-        this.timer.set(None);
+        *this.timer = None;
         let cfg = &**this.cfg;
         let (hook_body, outcome, error) = match event {
             Event::Result(reply) => match reply.inner {
@@ -330,29 +333,39 @@ impl<W: Future<Output = Reply>> Held<W> {
         };
         match (hook_body, error) {
             (Some(body), _) => {
-                *this.phase = Phase::Rendering(Rendering::new(body, outcome));
+                *this.phase = Phase::Rendering(Box::new(Rendering::new(body, outcome)));
                 None
             }
             (None, Some(error)) => {
                 this.tracker.finish(outcome);
                 let (rendering, poll) = Rendering::failing(error, cx);
-                *this.phase = Phase::Rendering(rendering);
+                *this.phase = Phase::Rendering(Box::new(rendering));
                 Some(poll)
             }
             (None, None) => {
                 this.tracker.finish(outcome);
-                *this.phase = Phase::Rendering(Rendering::done());
+                *this.phase = Phase::Done;
                 Some(Poll::Ready(None))
             }
         }
     }
 }
 
-/// The earlier of two optional instants.
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
+/// Sets the own timer to the earlier of a heartbeat and the deadline (made
+/// on first use; left alone when neither is due).
+fn rearm(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    beat_due: Option<Instant>,
+    deadline: Option<Instant>,
+) {
+    let at = match (beat_due, deadline) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => return,
+    };
+    match timer {
+        Some(timer) => timer.as_mut().reset(at),
+        None => *timer = Some(Box::pin(sleep_until(at))),
     }
 }
 
@@ -385,8 +398,20 @@ impl<W: Future<Output = Reply>> http_body::Body for Held<W> {
             match this.phase {
                 Phase::Rendering(rendering) => return rendering.poll_frame(this.tracker, cx),
                 // The body is polled only after the head went out.
-                Phase::Head => return Poll::Ready(None),
+                Phase::Head | Phase::Done => return Poll::Ready(None),
                 Phase::Waiting => {}
+            }
+            // hyper polls the body again at once after each data frame.
+            // After a heartbeat of the shared schedule, nothing can be new
+            // for this task: the work, the shutdown listener and the next
+            // firing were all registered with this waker by the poll that
+            // gave the heartbeat, so anything that happened since has woken
+            // the task, which polls again. (A beat from the own timer does
+            // not skip: its timer was reset, and registers at its next poll.)
+            if std::mem::take(this.beat_by_tick)
+                && this.tick.as_ref().is_some_and(|t| t.is_registered(cx))
+            {
+                return Poll::Pending;
             }
             match self.as_mut().poll_event(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -408,6 +433,7 @@ impl<W: Future<Output = Reply>> http_body::Body for Held<W> {
         self.pending.is_empty()
             && match &self.phase {
                 Phase::Rendering(rendering) => rendering.is_end_stream(),
+                Phase::Done => true,
                 Phase::Head | Phase::Waiting => false,
             }
     }
@@ -498,5 +524,41 @@ impl Future for ResponseFuture {
             Head::Body(head) => head.map(|()| held.into_body()),
             Head::Whole(res) => res,
         })
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    #[test]
+    fn sizes() {
+        use std::mem::size_of;
+        eprintln!(
+            "Held<start pending> {}",
+            size_of::<super::Held<std::future::Pending<super::Reply>>>()
+        );
+        eprintln!(
+            "Sleep {} OptSleep {}",
+            size_of::<tokio::time::Sleep>(),
+            size_of::<Option<tokio::time::Sleep>>()
+        );
+        eprintln!("Tracker {}", size_of::<super::Tracker>());
+        eprintln!("Span {}", size_of::<tracing::Span>());
+        eprintln!("Listener {}", size_of::<Option<super::Listener>>());
+        eprintln!("Tick {}", size_of::<Option<super::Tick>>());
+        eprintln!("Phase {}", size_of::<super::Phase>());
+        eprintln!("Rendering {}", size_of::<super::Rendering>());
+        eprintln!("Error {}", size_of::<crate::error::Error>());
+        eprintln!("Body {}", size_of::<crate::body::Body>());
+        eprintln!(
+            "Source {}",
+            size_of::<super::Source<std::future::Pending<super::Reply>>>()
+        );
+        eprintln!(
+            "Instant {} OptInstant {}",
+            size_of::<tokio::time::Instant>(),
+            size_of::<Option<tokio::time::Instant>>()
+        );
+        eprintln!("Config {}", size_of::<super::Config>());
+        eprintln!("Event {}", size_of::<super::Event>());
     }
 }

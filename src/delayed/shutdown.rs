@@ -119,6 +119,7 @@ impl Listener {
 
     /// Ready once the signal is triggered; otherwise makes sure that this
     /// task is woken when it is.
+    #[inline]
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if self.shutdown.is_triggered() {
             return Poll::Ready(());
@@ -126,6 +127,11 @@ impl Listener {
         if matches!(&self.registered, Some((_, w)) if w.will_wake(cx.waker())) {
             return Poll::Pending;
         }
+        self.register(cx)
+    }
+
+    #[cold]
+    fn register(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let waker = cx.waker().clone();
         let mut slab = crate::http::lock(&self.shutdown.inner.listeners);
         // Checked again under the lock: `trigger` sets the flag before it

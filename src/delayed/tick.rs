@@ -41,8 +41,24 @@ pub(super) struct Tick {
     slot: Arc<Slot>,
     /// The firing this response waits for.
     target: Instant,
-    /// The waker put into the slot, and the slot's firings count then.
-    registered: Option<(Waker, u64)>,
+    /// Who was put into the slot (the waker's identity: the slot holds the
+    /// waker itself until its next firing), and the slot's firings then.
+    registered: Option<(WakerId, u64)>,
+}
+
+/// What `Waker::will_wake` compares (its data and vtable pointers), without
+/// a clone of the waker. Only compared, and only while the slot holds the
+/// waker, so the addresses cannot be reused meanwhile.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct WakerId(usize, usize);
+
+impl WakerId {
+    fn of(waker: &Waker) -> Self {
+        WakerId(
+            waker.data() as usize,
+            waker.vtable() as *const std::task::RawWakerVTable as usize,
+        )
+    }
 }
 
 struct Slot {
@@ -137,30 +153,38 @@ impl Tick {
         })
     }
 
-    /// Ready once per firing of the slot.
+    /// Ready once per firing of the slot. Either way the task is then
+    /// registered for the next firing, so that a poll right after a beat
+    /// finds nothing to do without taking the slot's lock.
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         // Registered, and no firing since: a poll for another reason (the
-        // work, a write) has nothing to do here.
-        if let Some((waker, firings)) = &self.registered {
-            if waker.will_wake(cx.waker()) && self.slot.firings.load(Ordering::Acquire) == *firings
-            {
-                return Poll::Pending;
-            }
-        }
-        let mut state = crate::http::lock(&self.slot.state);
-        if let Some(fired) = state.fired.filter(|&f| f >= self.target) {
-            drop(state);
-            self.target = instant_after(fired, self.slot.interval);
-            self.registered = None;
-            return Poll::Ready(());
+        // work, a write, hyper's poll after a beat) has nothing to do here.
+        if self.is_registered(cx) {
+            return Poll::Pending;
         }
         let waker = cx.waker().clone();
-        state.wakers.push(waker.clone());
+        let mut state = crate::http::lock(&self.slot.state);
+        let fired = state.fired.filter(|&f| f >= self.target);
+        if let Some(fired) = fired {
+            self.target = instant_after(fired, self.slot.interval);
+        }
+        state.wakers.push(waker);
         // Read under the lock, where firings are counted.
         let firings = self.slot.firings.load(Ordering::Relaxed);
         drop(state);
-        self.registered = Some((waker, firings));
-        Poll::Pending
+        self.registered = Some((WakerId::of(cx.waker()), firings));
+        match fired {
+            Some(_) => Poll::Ready(()),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Will the next firing wake this task?
+    #[inline]
+    pub(super) fn is_registered(&self, cx: &Context<'_>) -> bool {
+        matches!(self.registered, Some((id, firings))
+            if id == WakerId::of(cx.waker())
+                && self.slot.firings.load(Ordering::Acquire) == firings)
     }
 }
 

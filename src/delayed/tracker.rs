@@ -38,6 +38,24 @@ impl AbortCell {
     }
 }
 
+/// The mode of a response, for the traces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Mode {
+    Wait,
+    Start,
+    Handle,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Wait => "wait",
+            Mode::Start => "start",
+            Mode::Handle => "handle",
+        }
+    }
+}
+
 /// Follows a response from its start to its outcome.
 ///
 /// It lives in the response future and then moves into the body, so that it is
@@ -47,7 +65,7 @@ impl AbortCell {
 pub(crate) struct Tracker {
     cfg: Arc<Config>,
     shutdown: Option<Shutdown>,
-    mode: &'static str,
+    mode: Mode,
     span: tracing::Span,
     /// When the response started; `None` when debug events are off (the
     /// clock is read only for the `elapsed_ms` of the trace events).
@@ -61,10 +79,11 @@ impl Tracker {
     pub(crate) fn new(
         cfg: Arc<Config>,
         req: &RequestInfo,
-        mode: &'static str,
+        mode: Mode,
         cell: Option<Arc<AbortCell>>,
     ) -> Self {
-        let span = tracing::debug_span!("delayed_response", mode);
+        let mode_name = mode.name();
+        let span = tracing::debug_span!("delayed_response", mode = mode_name);
         tracing::debug!(parent: &span, "start");
         Tracker {
             cfg,
@@ -94,16 +113,16 @@ impl Tracker {
         let elapsed_ms = self.started.map_or(0, |t| t.elapsed().as_millis() as u64);
         match outcome {
             Outcome::Done => {
-                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "done")
+                tracing::debug!(parent: &self.span, mode = self.mode.name(), elapsed_ms, "done")
             }
             Outcome::Timeout => {
-                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "timeout")
+                tracing::debug!(parent: &self.span, mode = self.mode.name(), elapsed_ms, "timeout")
             }
             Outcome::Error => {
-                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, "error")
+                tracing::debug!(parent: &self.span, mode = self.mode.name(), elapsed_ms, "error")
             }
             Outcome::Aborted(reason) => {
-                tracing::debug!(parent: &self.span, mode = self.mode, elapsed_ms, ?reason, "abort");
+                tracing::debug!(parent: &self.span, mode = self.mode.name(), elapsed_ms, ?reason, "abort");
                 if let Some(cell) = &self.cell {
                     let _ = cell.reason.set(reason);
                 }

@@ -29,6 +29,7 @@
 //! | `bare` | `server::serve`, the handler awaits `pending()`: the floor every other mode is compared with |
 //! | `beat` | `server::serve`, a hand-written body writing a space every second from its own `Sleep` |
 //! | `held` | `DelayedResponse::for_request(&req).heartbeat(Heartbeat::every(1 s)).start(pending())` |
+//! | `held-shared` | `held` with the builder made once and cloned per request (`.with_request(&req)`) |
 //! | `axum` | axum's `Sse` over a stream that never yields, with a 1 s `KeepAlive` |
 //! | `signal` | `signal::Service` with its defaults (per-client caps lifted): the connections join one swarm, whose initiator is opened (and read by a thread) before counting |
 //! | `pipe` | `pipe::Service` with its defaults (per-client caps lifted): each connection is a sender waiting for its receiver (`POST /`, `Content-Length: 1000`, no body sent) |
@@ -71,9 +72,9 @@ const USAGE: &str = "usage: conn_heap [--conns N] [--modes M,M,...]
        conn_heap one --mode MODE [--conns N]
 
   --conns N   connections counted per mode (2000, at most 20000)
-  --modes     any of hyper,bare,beat,held,axum,signal,pipe (all)";
+  --modes     any of hyper,bare,beat,held,held-shared,axum,signal,pipe (all)";
 
-const ALL_MODES: &str = "hyper,bare,beat,held,axum,signal,pipe";
+const ALL_MODES: &str = "hyper,bare,beat,held,held-shared,axum,signal,pipe";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -277,6 +278,17 @@ async fn serve(mode: String, listener: tokio::net::TcpListener, seen: Arc<Atomic
                 count();
                 let res = DelayedResponse::for_request(&req)
                     .heartbeat(Heartbeat::every(BEAT))
+                    .start(std::future::pending::<()>());
+                async { Ok::<_, Infallible>(res.await) }
+            });
+            server::serve(listener, svc, stop).await
+        }
+        "held-shared" => {
+            let base = Arc::new(DelayedResponse::new().heartbeat(Heartbeat::every(BEAT)));
+            let svc = service_fn(move |req: Request<Incoming>| {
+                count();
+                let res = DelayedResponse::clone(&base)
+                    .with_request(&req)
                     .start(std::future::pending::<()>());
                 async { Ok::<_, Infallible>(res.await) }
             });

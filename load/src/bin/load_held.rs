@@ -20,6 +20,8 @@
 //! - `held`: `DelayedResponse::for_request(&req).heartbeat(Heartbeat::every(1 s))
 //!   .start(std::future::pending::<()>())`: a 202 head after 1 s, then a space
 //!   every second;
+//! - `held-shared`: `held` with the builder made once and cloned per
+//!   request (`.with_request(&req)`), so that no response copies settings;
 //! - `axum`: axum's `Sse` with a 1 s `KeepAlive` over a stream that never
 //!   yields: a `200` head at once, then the `:\n\n` comment every second
 //!   (axum 0.8, served through the same `server::serve` as `held`, so that
@@ -101,17 +103,17 @@ const USAGE: &str = "usage: load_held [client] [--conns N] [--secs S] [--modes M
   client (the default) runs one child `server` per mode and measures it:
   --conns N     held requests (or timer tasks) per mode (10000, at most 20000)
   --secs S      seconds over which CPU is sampled (8)
-  --modes       any of hyper,bare,held,axum,beat,beat-tick,raw,timers,tick (all)
+  --modes       any of hyper,bare,held,held-shared,axum,beat,beat-tick,raw,timers,tick (all)
 
   callgrind runs each mode's server under valgrind and counts its
   instructions per heartbeat (needs valgrind; the modes with heartbeats):
   --conns N     held requests per mode (500)
   --secs S      seconds over which instructions are counted (10)
-  --modes       any of held,axum,beat,beat-tick,raw (held,axum,beat)
+  --modes       any of held,held-shared,axum,beat,beat-tick,raw (held,axum,beat)
   --out DIR     where the dumps go (target/callgrind)";
 
 /// The modes of `client` when `--modes` is not given.
-const ALL_MODES: &str = "hyper,bare,held,axum,beat,beat-tick,raw,timers,tick";
+const ALL_MODES: &str = "hyper,bare,held,held-shared,axum,beat,beat-tick,raw,timers,tick";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -297,6 +299,19 @@ async fn run_server(args: &[String]) -> Result<()> {
                 received.fetch_add(1, Ordering::Relaxed);
                 let res = DelayedResponse::for_request(&req)
                     .heartbeat(Heartbeat::every(BEAT))
+                    .start(std::future::pending::<()>());
+                async { Ok::<_, Infallible>(res.await) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "held-shared" => {
+            // A builder made once and cloned per request: no configuration
+            // of its own per response.
+            let base = Arc::new(DelayedResponse::new().heartbeat(Heartbeat::every(BEAT)));
+            let svc = service_fn(move |req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let res = DelayedResponse::clone(&base)
+                    .with_request(&req)
                     .start(std::future::pending::<()>());
                 async { Ok::<_, Infallible>(res.await) }
             });
@@ -703,7 +718,7 @@ async fn kill(child: &mut Child) {
 fn wire_bytes_per_beat(mode: &str) -> Option<u64> {
     match mode {
         // `1\r\n \r\n`
-        "held" | "beat" | "beat-tick" | "raw" => Some(6),
+        "held" | "held-shared" | "beat" | "beat-tick" | "raw" => Some(6),
         // `3\r\n:\n\n\r\n`
         "axum" => Some(8),
         _ => None,
