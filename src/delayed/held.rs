@@ -205,7 +205,7 @@ impl<W: Future<Output = Reply>> Held<W> {
                     }
                     // From now on, the shared schedule of the interval (or
                     // this timer, outside a runtime's reach).
-                    *this.tick = Tick::join(interval, next);
+                    *this.tick = Tick::join(interval, next, cx);
                     *this.beat_due = this.tick.is_none().then_some(next);
                     let writes =
                         matches!(this.source.as_mut().project(), SourceProj::Handle { .. });

@@ -18,6 +18,11 @@
 //! runtime then wakes `SLOTS` times per interval for heartbeats, each time
 //! for about `1 / SLOTS` of the responses, instead of once per response.
 //!
+//! A response registers its waker in the slot once, when it joins (again
+//! only if its waker changes), and leaves when dropped; the slot wakes every
+//! registered waker at each firing. Finding out whether the slot fired is
+//! one atomic load: a heartbeat takes no lock and clones no waker.
+//!
 //! A slot's task stops when the last response in it is gone; a schedule
 //! whose slots are all gone starts afresh (with a new anchor).
 
@@ -39,11 +44,27 @@ pub(super) const SLOTS: u32 = 8;
 /// A response's place in a slot.
 pub(super) struct Tick {
     slot: Arc<Slot>,
-    /// The firing this response waits for.
-    target: Instant,
-    /// Who was put into the slot (the waker's identity: the slot holds the
-    /// waker itself until its next firing), and the slot's firings then.
-    registered: Option<(WakerId, u64)>,
+    /// The number of the firing this response waits for (firing `n` is
+    /// at `slot.first + n * interval`).
+    target: u64,
+    /// Its entry in the slot's wakers, and whose waker is there.
+    key: usize,
+    id: WakerId,
+}
+
+struct Slot {
+    first: Instant,
+    interval: Duration,
+    /// One more than the number of the last firing (0: none yet).
+    fired: AtomicU64,
+    wakers: Mutex<Wakers>,
+}
+
+/// Wakers in entries that are reused once freed.
+#[derive(Default)]
+struct Wakers {
+    entries: Vec<Option<Waker>>,
+    free: Vec<usize>,
 }
 
 /// What `Waker::will_wake` compares (its data and vtable pointers), without
@@ -61,21 +82,6 @@ impl WakerId {
     }
 }
 
-struct Slot {
-    interval: Duration,
-    /// Firings so far: a response that registered since the last one
-    /// knows without the lock that it has nothing to do.
-    firings: AtomicU64,
-    state: Mutex<SlotState>,
-}
-
-struct SlotState {
-    /// When the slot last fired (its scheduled time), if it has.
-    fired: Option<Instant>,
-    /// Who to wake at the next firing.
-    wakers: Vec<Waker>,
-}
-
 struct Schedule {
     anchor: Instant,
     slots: [Weak<Slot>; SLOTS as usize],
@@ -90,10 +96,10 @@ fn schedules() -> &'static Schedules {
 
 impl Tick {
     /// Joins the shared schedule of `interval` for a response whose next
-    /// heartbeat is due at `due` (at least `interval / SLOTS` from now).
-    /// `None` outside a tokio runtime, or for an interval too long to share
-    /// (the caller keeps its own timer then).
-    pub(super) fn join(interval: Duration, due: Instant) -> Option<Tick> {
+    /// heartbeat is due at `due` (at least `interval / SLOTS` from now),
+    /// registering `cx`'s waker. `None` outside a tokio runtime, or for an
+    /// interval too long to share (the caller keeps its own timer then).
+    pub(super) fn join(interval: Duration, due: Instant, cx: &Context<'_>) -> Option<Tick> {
         let handle = Handle::try_current().ok()?;
         let nanos = interval.as_nanos();
         if nanos == 0 || nanos > u64::MAX as u128 {
@@ -128,94 +134,129 @@ impl Tick {
         let index = (phase * SLOTS as u128 / nanos) as usize;
         let slot_offset = nanos * index as u128 / SLOTS as u128;
         // The slot's last firing at or before `due`.
-        let target = due - Duration::from_nanos((phase - slot_offset) as u64);
+        let at = due - Duration::from_nanos((phase - slot_offset) as u64);
         let slot = match schedule.slots[index].upgrade() {
             Some(slot) => slot,
             None => {
                 let slot = Arc::new(Slot {
+                    first: at,
                     interval,
-                    firings: AtomicU64::new(0),
-                    state: Mutex::new(SlotState {
-                        fired: None,
-                        wakers: Vec::new(),
-                    }),
+                    fired: AtomicU64::new(0),
+                    wakers: Mutex::default(),
                 });
                 schedule.slots[index] = Arc::downgrade(&slot);
-                handle.spawn(drive(Arc::downgrade(&slot), target, interval));
+                handle.spawn(drive(Arc::downgrade(&slot)));
                 slot
             }
         };
         drop(map);
+        // `at` is on the slot's grid, at or after its first firing.
+        let target = ((at - slot.first).as_nanos() / nanos) as u64;
+        let key = slot.register(None, cx.waker());
         Some(Tick {
             slot,
             target,
-            registered: None,
+            key,
+            id: WakerId::of(cx.waker()),
         })
     }
 
-    /// Ready once per firing of the slot. Either way the task is then
-    /// registered for the next firing, so that a poll right after a beat
-    /// finds nothing to do without taking the slot's lock.
+    /// Ready once per firing of the slot (once for several missed ones).
     pub(super) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        // Registered, and no firing since: a poll for another reason (the
-        // work, a write, hyper's poll after a beat) has nothing to do here.
-        if self.is_registered(cx) {
-            return Poll::Pending;
+        let id = WakerId::of(cx.waker());
+        if id != self.id {
+            // Polled from another task: its waker replaces the old one,
+            // before the check below, so that no firing is missed.
+            self.key = self.slot.register(Some(self.key), cx.waker());
+            self.id = id;
         }
-        let waker = cx.waker().clone();
-        let mut state = crate::http::lock(&self.slot.state);
-        let fired = state.fired.filter(|&f| f >= self.target);
-        if let Some(fired) = fired {
-            self.target = instant_after(fired, self.slot.interval);
-        }
-        state.wakers.push(waker);
-        // Read under the lock, where firings are counted.
-        let firings = self.slot.firings.load(Ordering::Relaxed);
-        drop(state);
-        self.registered = Some((WakerId::of(cx.waker()), firings));
-        match fired {
-            Some(_) => Poll::Ready(()),
-            None => Poll::Pending,
+        let fired = self.slot.fired.load(Ordering::Acquire);
+        if fired > self.target {
+            self.target = fired;
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
+}
 
-    /// Will the next firing wake this task?
+impl Tick {
+    /// Will the next firing wake this task, and has it not come yet? (Then
+    /// a poll of this tick has nothing to do.)
     #[inline]
     pub(super) fn is_registered(&self, cx: &Context<'_>) -> bool {
-        matches!(self.registered, Some((id, firings))
-            if id == WakerId::of(cx.waker())
-                && self.slot.firings.load(Ordering::Acquire) == firings)
+        self.id == WakerId::of(cx.waker()) && self.slot.fired.load(Ordering::Acquire) <= self.target
     }
+}
+
+impl Slot {
+    /// Puts `waker` into entry `key` (or a free one); returns the entry.
+    fn register(&self, key: Option<usize>, waker: &Waker) -> usize {
+        let mut wakers = crate::http::lock(&self.wakers);
+        let key = match key {
+            Some(key) => key,
+            None => match wakers.free.pop() {
+                Some(key) => key,
+                None => {
+                    wakers.entries.push(None);
+                    wakers.entries.len() - 1
+                }
+            },
+        };
+        if let Some(entry) = wakers.entries.get_mut(key) {
+            *entry = Some(waker.clone());
+        }
+        key
+    }
+}
+
+impl Drop for Tick {
+    fn drop(&mut self) {
+        let mut wakers = crate::http::lock(&self.slot.wakers);
+        if let Some(entry) = wakers.entries.get_mut(self.key) {
+            *entry = None;
+            wakers.free.push(self.key);
+        }
+    }
+}
+
+/// Firing `number` of a slot: `first + number * interval`, saturating at a
+/// far future.
+fn firing(first: Instant, interval: Duration, number: u64) -> Instant {
+    let nanos = (interval.as_nanos() as u64).checked_mul(number);
+    instant_after(first, nanos.map_or(Duration::MAX, Duration::from_nanos))
 }
 
 /// The task of one slot: fires every `interval` from `first` while anybody
 /// is in the slot.
-async fn drive(slot: Weak<Slot>, first: Instant, interval: Duration) {
-    let mut at = first;
-    let mut waking = Vec::new();
+async fn drive(slot: Weak<Slot>) {
+    let Some((first, interval)) = slot.upgrade().map(|s| (s.first, s.interval)) else {
+        return;
+    };
+    let mut number: u64 = 0;
     loop {
-        tokio::time::sleep_until(at).await;
+        tokio::time::sleep_until(firing(first, interval, number)).await;
         let Some(slot) = slot.upgrade() else {
             return;
         };
+        slot.fired.store(number + 1, Ordering::Release);
         {
-            let mut state = crate::http::lock(&slot.state);
-            state.fired = Some(at);
-            slot.firings.fetch_add(1, Ordering::Release);
-            std::mem::swap(&mut state.wakers, &mut waking);
+            // Waking only schedules the tasks; none of them takes this lock
+            // to find out that the slot fired.
+            let wakers = crate::http::lock(&slot.wakers);
+            for waker in wakers.entries.iter().flatten() {
+                waker.wake_by_ref();
+            }
         }
         drop(slot);
-        for waker in waking.drain(..) {
-            waker.wake();
-        }
         // Keep the grid; after a stall, skip the firings that were missed
         // rather than burst them.
-        at = instant_after(at, interval);
+        number += 1;
         let now = Instant::now();
-        if at <= now {
-            let behind = (now - at).as_nanos() / interval.as_nanos() + 1;
-            let behind = u32::try_from(behind).unwrap_or(u32::MAX);
-            at = instant_after(at, interval.saturating_mul(behind));
+        let next = firing(first, interval, number);
+        if next <= now {
+            let behind = (now - next).as_nanos() / interval.as_nanos() + 1;
+            number += u64::try_from(behind).unwrap_or(u64::MAX / 2);
         }
     }
 }
