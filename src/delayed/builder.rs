@@ -10,10 +10,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Request, Response, StatusCode};
 
-use super::config::{Config, DeadlineHook, Hooks, RequestInfo, DEFAULT_MIN_INTERVAL};
+use super::config::{Config, DeadlineHook, Hooks, Unshared, DEFAULT_MIN_INTERVAL};
 use super::deadline::OnDeadline;
 use super::held::{Held, Source};
-use super::tracker::{AbortCell, Mode, Tracker};
+use super::tracker::{Mode, Tracker};
 use super::wait::spawn;
 use super::{
     handle, AbortReason, Completion, Heartbeat, IntoReply, Outcome, ResponseFuture, Shutdown,
@@ -86,7 +86,7 @@ use crate::http::Prefer;
 #[must_use]
 pub struct DelayedResponse {
     cfg: Arc<Config>,
-    req: RequestInfo,
+    req: Unshared,
 }
 
 impl fmt::Debug for DelayedResponse {
@@ -116,7 +116,7 @@ impl Default for DelayedResponse {
         static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
         DelayedResponse {
             cfg: DEFAULT.get_or_init(|| Arc::new(Config::default())).clone(),
-            req: RequestInfo::default(),
+            req: Unshared::default(),
         }
     }
 }
@@ -176,6 +176,18 @@ impl DelayedResponse {
         self.with_head(req.method(), req.headers(), req.extensions())
     }
 
+    /// These settings, with what `request` (a builder from
+    /// [`for_request`](Self::for_request)) took from its request: for a
+    /// service that keeps builders made once and serves each request with a
+    /// clone of one.
+    #[allow(dead_code)] // used by `signal` only
+    pub(crate) fn with_request_of(mut self, request: &DelayedResponse) -> Self {
+        self.req.shutdown.clone_from(&request.req.shutdown);
+        self.req.head_request = request.req.head_request;
+        self.req.prefer = request.req.prefer;
+        self
+    }
+
     fn with_head(
         mut self,
         method: &http::Method,
@@ -201,7 +213,7 @@ impl DelayedResponse {
         self.req.prefer
     }
 
-    pub(super) fn into_parts(self) -> (Arc<Config>, RequestInfo) {
+    pub(super) fn into_parts(self) -> (Arc<Config>, Unshared) {
         (self.cfg, self.req)
     }
 
@@ -433,7 +445,7 @@ impl DelayedResponse {
     where
         F: Fn(Outcome) + Send + Sync + 'static,
     {
-        self.hooks().on_outcome = Some(Arc::new(hook));
+        self.req.on_outcome = Some(Arc::new(hook));
         self
     }
 
@@ -494,17 +506,21 @@ impl DelayedResponse {
     /// learns about aborts.
     pub fn handle(self) -> (ResponseFuture, Completion) {
         let shared = handle::Shared::new(self.cfg.max_buffered);
-        let cell = shared.cell.clone();
         let completion = Completion::new(shared.clone());
-        let future = self.held(Source::handle(shared), Mode::Handle, Some(cell));
+        let future = self.held(Source::handle(shared.clone()), Mode::Handle, Some(shared));
         (future, completion)
     }
 
-    fn held<W>(self, source: Source<W>, mode: Mode, cell: Option<Arc<AbortCell>>) -> ResponseFuture
+    fn held<W>(
+        self,
+        source: Source<W>,
+        mode: Mode,
+        handle: Option<Arc<handle::Shared>>,
+    ) -> ResponseFuture
     where
         W: Future<Output = super::Reply> + Send + 'static,
     {
-        let tracker = Tracker::new(self.cfg.clone(), &self.req, mode, cell);
+        let tracker = Tracker::new(self.cfg.clone(), &self.req, mode, handle);
         ResponseFuture::new(Held::new(self.cfg, self.req, source, tracker))
     }
 }

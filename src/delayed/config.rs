@@ -27,7 +27,7 @@ type ResponseHook = Arc<dyn Fn() -> Response<Body> + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Error) -> Response<Body> + Send + Sync>;
 type TickHook = Arc<dyn Fn(u64) + Send + Sync>;
 type HeartbeatHook = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
-type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
+pub(super) type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
 /// The hooks, shared (a builder that sets none copies a pointer).
 #[derive(Clone, Default)]
@@ -38,7 +38,6 @@ pub(super) struct Hooks {
     pub(super) on_error: Option<ErrorHook>,
     pub(super) on_tick: Option<TickHook>,
     pub(super) on_heartbeat: Option<HeartbeatHook>,
-    pub(super) on_outcome: Option<OutcomeHook>,
 }
 
 /// The [`OnDeadline`] of a `wait`.
@@ -68,17 +67,19 @@ pub(crate) struct Config {
     pub(super) hooks: Arc<Hooks>,
 }
 
-/// What a builder takes from its request. It lives beside the shared
-/// [`Config`], not in it, so that taking it (every request of
-/// [`server::serve`](crate::server::serve) carries a [`Shutdown`]) copies no
-/// configuration.
+/// The settings a builder keeps by value, beside the shared [`Config`], so
+/// that setting them per request copies no configuration: what it takes
+/// from its request (every request of [`server::serve`](crate::server::serve)
+/// carries a [`Shutdown`]), and the outcome hook (services set one per
+/// response).
 #[derive(Clone, Default)]
-pub(crate) struct RequestInfo {
+pub(crate) struct Unshared {
     pub(super) shutdown: Option<Shutdown>,
     /// A HEAD request: hyper sends the head and drops the body unpolled.
     pub(super) head_request: bool,
     /// The request's `Prefer` header, for the layers that honour it (`park`).
     pub(super) prefer: Prefer,
+    pub(super) on_outcome: Option<OutcomeHook>,
 }
 
 impl Default for Config {

@@ -46,7 +46,7 @@ pub struct Completion {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
-    pub(crate) cell: Arc<AbortCell>,
+    pub(crate) cell: AbortCell,
 }
 
 struct State {
@@ -79,7 +79,7 @@ impl Shared {
                 completions: 1,
                 waker: None,
             }),
-            cell: Arc::new(AbortCell::default()),
+            cell: AbortCell::default(),
         })
     }
 

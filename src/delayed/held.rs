@@ -24,7 +24,7 @@ use http_body::SizeHint;
 use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 
-use super::config::{Config, RequestInfo};
+use super::config::{Config, Unshared};
 use super::guard::{is_complete, outcome_of, PollFrame, Rendering};
 use super::handle::{Next, Shared};
 use super::reply::{merge_headers, render, shutdown_response, timeout_response, Reply};
@@ -114,7 +114,7 @@ pin_project! {
 impl<W: Future<Output = Reply> + Send + 'static> Held<W> {
     pub(crate) fn new(
         cfg: Arc<Config>,
-        req: RequestInfo,
+        req: Unshared,
         source: Source<W>,
         tracker: Tracker,
     ) -> Self {

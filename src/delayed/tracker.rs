@@ -6,27 +6,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use tokio_util::sync::CancellationToken;
+use tokio::sync::Notify;
 
-use super::config::{Config, RequestInfo};
+use super::config::{Config, OutcomeHook, Unshared};
+use super::handle::Shared;
 use super::{AbortReason, Outcome, Shutdown};
 
-/// Shared between a handle-mode response and its completions: closed when the
-/// response is over for any reason, with the abort reason set first when it
-/// was aborted.
+/// Part of a handle-mode response's shared state (its completions see it):
+/// closed when the response is over for any reason, with the abort reason
+/// set first when it was aborted.
 #[derive(Debug, Default)]
 pub(crate) struct AbortCell {
-    closed: CancellationToken,
-    /// Mirrors `closed` for the checks on every write: reading the token
-    /// takes a lock, an atomic load does not.
     is_closed: AtomicBool,
+    /// For [`closed`](Self::closed).
+    notify: Notify,
     pub(crate) reason: OnceLock<AbortReason>,
 }
 
 impl AbortCell {
     pub(crate) fn close(&self) {
         self.is_closed.store(true, Ordering::Release);
-        self.closed.cancel();
+        self.notify.notify_waiters();
     }
 
     pub(crate) fn is_closed(&self) -> bool {
@@ -34,7 +34,14 @@ impl AbortCell {
     }
 
     pub(crate) async fn closed(&self) {
-        self.closed.cancelled().await
+        loop {
+            // Created before the check: a close in between still wakes it.
+            let notified = self.notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -70,7 +77,8 @@ pub(crate) struct Tracker {
     /// When the response started; `None` when debug events are off (the
     /// clock is read only for the `elapsed_ms` of the trace events).
     started: Option<Instant>,
-    cell: Option<Arc<AbortCell>>,
+    handle: Option<Arc<Shared>>,
+    on_outcome: Option<OutcomeHook>,
     head_request: bool,
     done: bool,
 }
@@ -78,9 +86,9 @@ pub(crate) struct Tracker {
 impl Tracker {
     pub(crate) fn new(
         cfg: Arc<Config>,
-        req: &RequestInfo,
+        req: &Unshared,
         mode: Mode,
-        cell: Option<Arc<AbortCell>>,
+        handle: Option<Arc<Shared>>,
     ) -> Self {
         let mode_name = mode.name();
         let span = tracing::debug_span!("delayed_response", mode = mode_name);
@@ -91,7 +99,8 @@ impl Tracker {
             mode,
             span,
             started: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
-            cell,
+            handle,
+            on_outcome: req.on_outcome.clone(),
             head_request: req.head_request,
             done: false,
         }
@@ -123,18 +132,18 @@ impl Tracker {
             }
             Outcome::Aborted(reason) => {
                 tracing::debug!(parent: &self.span, mode = self.mode.name(), elapsed_ms, ?reason, "abort");
-                if let Some(cell) = &self.cell {
-                    let _ = cell.reason.set(reason);
+                if let Some(handle) = &self.handle {
+                    let _ = handle.cell.reason.set(reason);
                 }
                 if let Some(hook) = &self.cfg.hooks.on_abort {
                     hook(reason);
                 }
             }
         }
-        if let Some(cell) = &self.cell {
-            cell.close();
+        if let Some(handle) = &self.handle {
+            handle.cell.close();
         }
-        if let Some(hook) = &self.cfg.hooks.on_outcome {
+        if let Some(hook) = &self.on_outcome {
             hook(outcome);
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures_util::future::Either;
 use http::Response;
 
-use super::config::{Config, RequestInfo};
+use super::config::{Config, Unshared};
 use super::deadline::{LateWork, OnDeadline};
 use super::guard::{guard_body, render_early};
 use super::reply::{shutdown_response, timeout_response};
@@ -55,7 +55,7 @@ impl DelayedResponse {
 }
 
 /// `wait` without a deadline hook.
-async fn wait_plain<F>(cfg: Arc<Config>, req: RequestInfo, work: F) -> Response<Body>
+async fn wait_plain<F>(cfg: Arc<Config>, req: Unshared, work: F) -> Response<Body>
 where
     F: Future + Send + 'static,
     F::Output: IntoReply,
@@ -85,7 +85,7 @@ where
 /// `wait` with a deadline hook: at the deadline the hook gets the work.
 async fn wait_with_hook(
     cfg: Arc<Config>,
-    req: RequestInfo,
+    req: Unshared,
     hook: Arc<dyn OnDeadline>,
     mut work: BoxWork,
 ) -> Response<Body> {
