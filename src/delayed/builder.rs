@@ -393,7 +393,7 @@ impl DelayedResponse {
     where
         F: Fn(AbortReason) + Send + Sync + 'static,
     {
-        self.hooks().on_abort = Some(Arc::new(hook));
+        self.req.on_abort = Some(Arc::new(hook));
         self
     }
 
@@ -520,7 +520,7 @@ impl DelayedResponse {
     where
         W: Future<Output = super::Reply> + Send + 'static,
     {
-        let tracker = Tracker::new(self.cfg.clone(), &self.req, mode, handle);
+        let tracker = Tracker::new(&self.req, mode, handle);
         ResponseFuture::new(Held::new(self.cfg, self.req, source, tracker))
     }
 }

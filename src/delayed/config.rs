@@ -22,7 +22,7 @@ pub(super) const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Below any floor: a zero interval would spin.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
-type AbortHook = Arc<dyn Fn(AbortReason) + Send + Sync>;
+pub(super) type AbortHook = Arc<dyn Fn(AbortReason) + Send + Sync>;
 type ResponseHook = Arc<dyn Fn() -> Response<Body> + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Error) -> Response<Body> + Send + Sync>;
 type TickHook = Arc<dyn Fn(u64) + Send + Sync>;
@@ -33,7 +33,6 @@ pub(super) type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 #[derive(Clone, Default)]
 pub(super) struct Hooks {
     pub(super) on_deadline: Option<DeadlineHook>,
-    pub(super) on_abort: Option<AbortHook>,
     pub(super) on_timeout: Option<ResponseHook>,
     pub(super) on_error: Option<ErrorHook>,
     pub(super) on_tick: Option<TickHook>,
@@ -70,8 +69,8 @@ pub(crate) struct Config {
 /// The settings a builder keeps by value, beside the shared [`Config`], so
 /// that setting them per request copies no configuration: what it takes
 /// from its request (every request of [`server::serve`](crate::server::serve)
-/// carries a [`Shutdown`]), and the outcome hook (services set one per
-/// response).
+/// carries a [`Shutdown`]), and the abort and outcome hooks (services set
+/// them per response).
 #[derive(Clone, Default)]
 pub(crate) struct Unshared {
     pub(super) shutdown: Option<Shutdown>,
@@ -79,6 +78,7 @@ pub(crate) struct Unshared {
     pub(super) head_request: bool,
     /// The request's `Prefer` header, for the layers that honour it (`park`).
     pub(super) prefer: Prefer,
+    pub(super) on_abort: Option<AbortHook>,
     pub(super) on_outcome: Option<OutcomeHook>,
 }
 

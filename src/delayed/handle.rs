@@ -124,6 +124,11 @@ impl Shared {
         let mut st = self.lock();
         if let Some(data) = st.queue.pop_front() {
             st.queued_bytes -= data.len();
+            if st.queue.is_empty() {
+                // An idle stream keeps no buffer (a held peer or sender
+                // spends most of its life with nothing queued).
+                st.queue = VecDeque::new();
+            }
             return Poll::Ready(Next::Data(data));
         }
         if let Some(end) = st.end.take() {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use super::config::{Config, OutcomeHook, Unshared};
+use super::config::{AbortHook, OutcomeHook, Unshared};
 use super::handle::Shared;
 use super::{AbortReason, Outcome, Shutdown};
 
@@ -70,7 +70,6 @@ impl Mode {
 /// or the body when the client disconnects (FIN, RST, RST_STREAM) or a write
 /// fails, which is why `Drop` is the abort signal. It is disarmed by `finish`.
 pub(crate) struct Tracker {
-    cfg: Arc<Config>,
     shutdown: Option<Shutdown>,
     mode: Mode,
     span: tracing::Span,
@@ -78,28 +77,24 @@ pub(crate) struct Tracker {
     /// clock is read only for the `elapsed_ms` of the trace events).
     started: Option<Instant>,
     handle: Option<Arc<Shared>>,
+    on_abort: Option<AbortHook>,
     on_outcome: Option<OutcomeHook>,
     head_request: bool,
     done: bool,
 }
 
 impl Tracker {
-    pub(crate) fn new(
-        cfg: Arc<Config>,
-        req: &Unshared,
-        mode: Mode,
-        handle: Option<Arc<Shared>>,
-    ) -> Self {
+    pub(crate) fn new(req: &Unshared, mode: Mode, handle: Option<Arc<Shared>>) -> Self {
         let mode_name = mode.name();
         let span = tracing::debug_span!("delayed_response", mode = mode_name);
         tracing::debug!(parent: &span, "start");
         Tracker {
-            cfg,
             shutdown: req.shutdown.clone(),
             mode,
             span,
             started: tracing::enabled!(tracing::Level::DEBUG).then(Instant::now),
             handle,
+            on_abort: req.on_abort.clone(),
             on_outcome: req.on_outcome.clone(),
             head_request: req.head_request,
             done: false,
@@ -135,7 +130,7 @@ impl Tracker {
                 if let Some(handle) = &self.handle {
                     let _ = handle.cell.reason.set(reason);
                 }
-                if let Some(hook) = &self.cfg.hooks.on_abort {
+                if let Some(hook) = &self.on_abort {
                     hook(reason);
                 }
             }

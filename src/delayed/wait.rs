@@ -60,7 +60,7 @@ where
     F: Future + Send + 'static,
     F::Output: IntoReply,
 {
-    let mut tracker = Tracker::new(cfg.clone(), &req, Mode::Wait, None);
+    let mut tracker = Tracker::new(&req, Mode::Wait, None);
     let work = if cfg.detach {
         Either::Left(spawn(work))
     } else {
@@ -89,7 +89,7 @@ async fn wait_with_hook(
     hook: Arc<dyn OnDeadline>,
     mut work: BoxWork,
 ) -> Response<Body> {
-    let mut tracker = Tracker::new(cfg.clone(), &req, Mode::Wait, None);
+    let mut tracker = Tracker::new(&req, Mode::Wait, None);
     let deadline = sleep_or_never(hook.deadline(cfg.timeout));
     let shutdown = shutdown_or_never(req.shutdown.as_ref());
     tokio::select! {
