@@ -5,7 +5,8 @@
 //! ```text
 //! ulimit -n 20000        # each process needs --conns + a few descriptors
 //! cargo run --release -p load --bin load_held                   # all modes, ~100 s
-//! cargo run --release -p load --bin load_held -- client --conns 10000 --secs 8 --modes bare,held
+//! cargo run --release -p load --bin load_held -- client --conns 10000 --secs 20 --runs 3 --modes bare,held,axum
+//! cargo run --release -p load --bin load_held -- callgrind       # instructions per heartbeat
 //! cargo run --release -p load --bin load_held -- server --mode held --addr 127.0.0.1:8080
 //! curl -sN http://127.0.0.1:8080/                               # a space every second
 //! ```
@@ -103,6 +104,7 @@ const USAGE: &str = "usage: load_held [client] [--conns N] [--secs S] [--modes M
   client (the default) runs one child `server` per mode and measures it:
   --conns N     held requests (or timer tasks) per mode (10000, at most 20000)
   --secs S      seconds over which CPU is sampled (8)
+  --runs N      runs of every mode, in turn; medians at the end (1)
   --modes       any of hyper,bare,held,held-shared,axum,beat,beat-tick,raw,timers,tick (all)
 
   callgrind runs each mode's server under valgrind and counts its
