@@ -525,28 +525,42 @@ async fn run_client(args: &[String]) -> Result<()> {
         // One heartbeat per response per second: % of a core / conns =
         // CPU seconds per heartbeat / 100.
         let per_beat = |percent: f64| percent / 100.0 / conns as f64 * 1e6;
-        println!(
-            "| {mode} | {kib:.2} | {user:.1} | {total:.1} | {:.2} | {:.2} |",
-            per_beat(user),
-            per_beat(total)
-        );
+        if matches!(*mode, "hyper" | "bare" | "timers" | "tick") {
+            // No heartbeats on the wire.
+            println!("| {mode} | {kib:.2} | {user:.1} | {total:.1} | - | - |");
+        } else {
+            println!(
+                "| {mode} | {kib:.2} | {user:.1} | {total:.1} | {:.2} | {:.2} |",
+                per_beat(user),
+                per_beat(total)
+            );
+        }
     }
+    // `None` when a mode is missing or its value is zero (no heartbeats).
     let ratio = |a: &str, b: &str, f: fn(&Measured) -> f64| -> Option<f64> {
-        Some(median(&results, a, f)? / median(&results, b, f)?.max(1e-9))
+        let (a, b) = (median(&results, a, f)?, median(&results, b, f)?);
+        (b > 0.0).then(|| a / b)
     };
     let rss: fn(&Measured) -> f64 = Measured::per_conn_kib;
     let user: fn(&Measured) -> f64 = |m| m.user_percent;
     let total: fn(&Measured) -> f64 = |m| m.cpu_percent;
-    for (a, b) in [
-        ("held", "hyper"),
-        ("held", "bare"),
-        ("held", "axum"),
-        ("held", "beat"),
-    ] {
-        if let (Some(r), Some(u), Some(t)) =
-            (ratio(a, b, rss), ratio(a, b, user), ratio(a, b, total))
-        {
-            println!("ratio {a}/{b}: RSS per response {r:.2}, user CPU {u:.2}, total CPU {t:.2}");
+    let show = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+    for held in ["held", "held-shared"] {
+        // Memory against the floors, which write nothing.
+        for floor in ["hyper", "bare"] {
+            if let Some(r) = ratio(held, floor, rss) {
+                println!("ratio {held}/{floor}: RSS per response {r:.2}");
+            }
+        }
+        // Memory and CPU against what writes the same heartbeats.
+        for other in ["axum", "beat"] {
+            if let Some(r) = ratio(held, other, rss) {
+                println!(
+                    "ratio {held}/{other}: RSS per response {r:.2}, user CPU {}, total CPU {}",
+                    show(ratio(held, other, user)),
+                    show(ratio(held, other, total))
+                );
+            }
         }
     }
     if let (Some(c), Some(r)) = (ratio("tick", "timers", total), ratio("tick", "timers", rss)) {
