@@ -12,6 +12,10 @@
 //! then from the shared schedule of its interval (`tick.rs`); a progress
 //! write restarts the count on the own timer, which also carries the
 //! deadline.
+//!
+//! (Over 500 lines: the response future and the body are two faces of the
+//! one pinned `Held`, and share its methods; the rendering of a result is in
+//! `guard.rs`.)
 
 use std::future::Future;
 use std::pin::Pin;
