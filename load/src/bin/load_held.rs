@@ -1,10 +1,10 @@
-//! (Over 500 lines: every server mode sits beside the client that measures
-//! it, and the modes share the client; `load/src/measure.rs` and
-//! `load/src/callgrind.rs` hold what other harnesses can use.)
-//!
 //! Load test of held responses: the memory and CPU a server spends holding
 //! 10,000 long-poll responses with a 1 s heartbeat, against a bare hyper
 //! server holding 10,000 pending requests.
+//!
+//! (Over 500 lines: every server mode sits beside the client that measures
+//! it, and the modes share the client; `load/src/measure.rs` and
+//! `load/src/callgrind.rs` hold what other harnesses can use.)
 //!
 //! ```text
 //! ulimit -n 20000        # each process needs --conns + a few descriptors
