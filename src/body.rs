@@ -99,8 +99,17 @@ impl Body {
     where
         B: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
     {
+        Body::pinned(Box::pin(body))
+    }
+
+    /// A body already in a box of its own (a held response's state, which
+    /// is pinned from its start and becomes its body without moving).
+    pub(crate) fn pinned<B>(body: Pin<Box<B>>) -> Self
+    where
+        B: http_body::Body<Data = Bytes, Error = Error> + Send + 'static,
+    {
         Body {
-            kind: Kind::Boxed(Box::pin(body)),
+            kind: Kind::Boxed(body),
         }
     }
 

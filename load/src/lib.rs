@@ -7,7 +7,8 @@
 //! | harness | what it measures | command |
 //! |---|---|---|
 //! | `load_fast_path` | req/s and server CPU per request of a ready `wait`/`start` vs bare hyper | `cargo run --release -p load --bin load_fast_path` |
-//! | `load_held` | server RSS and CPU while holding 10,000 long-polls with 1 s heartbeats | `cargo run --release -p load --bin load_held` |
+//! | `load_held` | server RSS and CPU while holding 10,000 long-polls with 1 s heartbeats, beside bare hyper and axum's `Sse`; instructions per heartbeat under callgrind | `cargo run --release -p load --bin load_held [-- callgrind]` |
+//! | `conn_heap` | live heap bytes per held response, idle signal peer and waiting pipe sender, against a bare hyper connection (a counting allocator) | `cargo run --release -p load --bin conn_heap` |
 //! | `pipe_load` | one big stream vs a raw TCP relay; RSS and fds of idle waiting senders | `cargo run --release -p load --bin pipe_load` |
 //! | `signal_load` | 1,000 peers × 1,000 broadcasts: delivery latency, RSS per idle peer | `cargo run --release -p load --bin signal_load` |
 //!
@@ -16,4 +17,5 @@
 //! is measured, so that what [`measure`] reads from `/proc` is the server's
 //! alone. Linux only: everything here reads `/proc`.
 
+pub mod callgrind;
 pub mod measure;

@@ -57,11 +57,26 @@ impl Process {
     ///
     /// The process is gone, or the file is not as expected.
     pub fn cpu_time(&self) -> io::Result<Duration> {
+        Ok(self.cpu_times()?.total())
+    }
+
+    /// User and system CPU time apart (`utime` and `stime` of
+    /// `/proc/<pid>/stat`), to the resolution of a clock tick.
+    ///
+    /// # Errors
+    ///
+    /// The process is gone, or the file is not as expected.
+    pub fn cpu_times(&self) -> io::Result<CpuTimes> {
         let stat = std::fs::read_to_string(self.dir.join("stat"))?;
-        let ticks = parse_cpu_ticks(&stat).ok_or_else(|| invalid("bad /proc/<pid>/stat"))?;
-        Ok(Duration::from_nanos(
-            ticks.saturating_mul(1_000_000_000) / clock_ticks_per_sec(),
-        ))
+        let (user, system) =
+            parse_cpu_ticks(&stat).ok_or_else(|| invalid("bad /proc/<pid>/stat"))?;
+        let time = |ticks: u64| {
+            Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / clock_ticks_per_sec())
+        };
+        Ok(CpuTimes {
+            user: time(user),
+            system: time(system),
+        })
     }
 
     /// How many file descriptors are open (entries of `/proc/<pid>/fd`).
@@ -71,6 +86,23 @@ impl Process {
     /// The process is gone, or is not ours to look into.
     pub fn open_fds(&self) -> io::Result<usize> {
         Ok(std::fs::read_dir(self.dir.join("fd"))?.count())
+    }
+}
+
+/// The CPU time of a process, user and system apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTimes {
+    /// Time spent running the process's own code.
+    pub user: Duration,
+    /// Time the kernel spent on the process's behalf (system calls, the
+    /// network stack).
+    pub system: Duration,
+}
+
+impl CpuTimes {
+    /// User plus system time.
+    pub fn total(&self) -> Duration {
+        self.user + self.system
     }
 }
 
@@ -158,8 +190,8 @@ fn parse_rss_kib(status: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// `utime + stime` in clock ticks from a `/proc/<pid>/stat` line.
-fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+/// `(utime, stime)` in clock ticks from a `/proc/<pid>/stat` line.
+fn parse_cpu_ticks(stat: &str) -> Option<(u64, u64)> {
     // The command name (field 2) is in parentheses and may hold spaces and
     // parentheses itself, so count from the last ')': state is field 3,
     // utime 14 and stime 15.
@@ -167,7 +199,7 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     let mut fields = rest.split_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The soft limit of the `Max open files` line of `/proc/self/limits`.
@@ -192,7 +224,7 @@ mod tests {
     fn cpu_ticks_are_counted_after_a_command_name_with_spaces_and_parentheses() {
         let stat = "4242 (tokio (w) 1) S 1 4242 4242 0 -1 4194560 100 0 0 0 \
                     25 7 0 0 20 0 3 0 100 1000000 500 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(stat), Some(32));
+        assert_eq!(parse_cpu_ticks(stat), Some((25, 7)));
         assert_eq!(parse_cpu_ticks("4242 (x) S 1"), None);
     }
 

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::{HeaderMap, Request, Response, StatusCode};
 
-use super::config::{Config, DeadlineHook, DEFAULT_MIN_INTERVAL};
+use super::config::{Config, DeadlineHook, Hooks, Unshared, DEFAULT_MIN_INTERVAL};
 use super::deadline::OnDeadline;
-use super::held::{BoxWork, Held, Source};
-use super::tracker::{AbortCell, Tracker};
+use super::held::{Held, Source};
+use super::tracker::{Mode, Tracker};
 use super::wait::spawn;
 use super::{
     handle, AbortReason, Completion, Heartbeat, IntoReply, Outcome, ResponseFuture, Shutdown,
@@ -86,6 +86,7 @@ use crate::http::Prefer;
 #[must_use]
 pub struct DelayedResponse {
     cfg: Arc<Config>,
+    req: Unshared,
 }
 
 impl fmt::Debug for DelayedResponse {
@@ -101,8 +102,8 @@ impl fmt::Debug for DelayedResponse {
             .field("accepted_at_start", &c.accepted_at_start)
             .field("detach", &c.detach)
             .field("max_buffered", &c.max_buffered)
-            .field("shutdown", &c.shutdown.is_some())
-            .field("on_deadline", &c.on_deadline.is_some())
+            .field("shutdown", &self.req.shutdown.is_some())
+            .field("on_deadline", &c.hooks.on_deadline.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +116,7 @@ impl Default for DelayedResponse {
         static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
         DelayedResponse {
             cfg: DEFAULT.get_or_init(|| Arc::new(Config::default())).clone(),
+            req: Unshared::default(),
         }
     }
 }
@@ -140,33 +142,64 @@ impl DelayedResponse {
     /// It also reads the request's `Prefer` header (RFC 7240), which the
     /// `park` layer honours (feature `park`).
     pub fn for_request<B>(req: &Request<B>) -> Self {
-        Self::from_request_head(req.method(), req.headers(), req.extensions())
+        DelayedResponse::new().with_request(req)
     }
 
     /// [`for_request`](Self::for_request) for a request already split with
     /// [`Request::into_parts`], as services that read the body do.
     pub fn for_parts(parts: &http::request::Parts) -> Self {
-        Self::from_request_head(&parts.method, &parts.headers, &parts.extensions)
+        DelayedResponse::new().with_head(&parts.method, &parts.headers, &parts.extensions)
     }
 
-    fn from_request_head(
+    /// Takes from `req` what [`for_request`](Self::for_request) takes (the
+    /// [`Shutdown`] signal, `HEAD`, `Prefer`) into this builder, keeping its
+    /// settings.
+    ///
+    /// This is how a builder configured once, at start-up, serves each
+    /// request: cloning it and taking the request copy no settings, so a
+    /// held response then costs no configuration of its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use delayed_response::{DelayedResponse, Heartbeat};
+    ///
+    /// # async fn handler(req: http::Request<()>) -> http::Response<delayed_response::Body> {
+    /// // At start-up:
+    /// let long_poll = DelayedResponse::new().json().heartbeat(Heartbeat::every(Duration::from_secs(20)));
+    /// // Per request:
+    /// long_poll.clone().with_request(&req).start(async { "{}" }).await
+    /// # }
+    /// ```
+    pub fn with_request<B>(self, req: &Request<B>) -> Self {
+        self.with_head(req.method(), req.headers(), req.extensions())
+    }
+
+    /// These settings, with what `request` (a builder from
+    /// [`for_request`](Self::for_request)) took from its request: for a
+    /// service that keeps builders made once and serves each request with a
+    /// clone of one.
+    #[allow(dead_code)] // used by `signal` only
+    pub(crate) fn with_request_of(mut self, request: &DelayedResponse) -> Self {
+        self.req.shutdown.clone_from(&request.req.shutdown);
+        self.req.head_request = request.req.head_request;
+        self.req.prefer = request.req.prefer;
+        self
+    }
+
+    fn with_head(
+        mut self,
         method: &http::Method,
         headers: &HeaderMap,
         extensions: &http::Extensions,
     ) -> Self {
-        let mut builder = DelayedResponse::new();
-        if method == http::Method::HEAD {
-            builder.cfg().head_request = true;
+        self.req.head_request = method == http::Method::HEAD;
+        self.req.prefer = Prefer::from_headers(headers);
+        if let Some(s) = extensions.get::<Shutdown>() {
+            self.req.shutdown = Some(s.clone());
         }
-        // Only a request that has preferences pays for a config of its own.
-        let prefer = Prefer::from_headers(headers);
-        if prefer != Prefer::default() {
-            builder.cfg().prefer = prefer;
-        }
-        match extensions.get::<Shutdown>() {
-            Some(s) => builder.shutdown(s.clone()),
-            None => builder,
-        }
+        self
     }
 
     fn cfg(&mut self) -> &mut Config {
@@ -177,11 +210,15 @@ impl DelayedResponse {
     /// read it (for the layers that honour it).
     #[allow(dead_code)] // read by `park` only
     pub(crate) fn prefer(&self) -> Prefer {
-        self.cfg.prefer
+        self.req.prefer
     }
 
-    pub(super) fn into_config(self) -> Arc<Config> {
-        self.cfg
+    pub(super) fn into_parts(self) -> (Arc<Config>, Unshared) {
+        (self.cfg, self.req)
+    }
+
+    fn hooks(&mut self) -> &mut Hooks {
+        Arc::make_mut(&mut self.cfg().hooks)
     }
 
     /// The deadline for the work, counted from the call that starts it.
@@ -275,7 +312,7 @@ impl DelayedResponse {
     /// after), and the abort reason is [`AbortReason::Shutdown`]. A result
     /// already streaming is left to finish (see [`Shutdown`]).
     pub fn shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.cfg().shutdown = Some(shutdown);
+        self.req.shutdown = Some(shutdown);
         self
     }
 
@@ -318,7 +355,7 @@ impl DelayedResponse {
     /// # }
     /// ```
     pub fn on_deadline(mut self, hook: impl OnDeadline) -> Self {
-        self.cfg().on_deadline = Some(DeadlineHook {
+        self.hooks().on_deadline = Some(DeadlineHook {
             hook: Arc::new(hook),
             typed: None,
         });
@@ -330,7 +367,7 @@ impl DelayedResponse {
     #[allow(dead_code)] // used by `park` only
     pub(crate) fn on_deadline_typed<T: OnDeadline>(mut self, hook: T) -> Self {
         let hook = Arc::new(hook);
-        self.cfg().on_deadline = Some(DeadlineHook {
+        self.hooks().on_deadline = Some(DeadlineHook {
             hook: hook.clone(),
             typed: Some(hook),
         });
@@ -342,6 +379,7 @@ impl DelayedResponse {
     #[allow(dead_code)] // used by `park` only
     pub(crate) fn deadline_hook<T: OnDeadline>(&self) -> Option<&T> {
         self.cfg
+            .hooks
             .on_deadline
             .as_ref()?
             .typed
@@ -355,7 +393,7 @@ impl DelayedResponse {
     where
         F: Fn(AbortReason) + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_abort = Some(Arc::new(hook));
+        self.req.on_abort = Some(Arc::new(hook));
         self
     }
 
@@ -367,7 +405,7 @@ impl DelayedResponse {
     where
         F: Fn() -> Response<Body> + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_timeout = Some(Arc::new(hook));
+        self.hooks().on_timeout = Some(Arc::new(hook));
         self
     }
 
@@ -379,7 +417,7 @@ impl DelayedResponse {
     where
         F: Fn(&Error) -> Response<Body> + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_error = Some(Arc::new(hook));
+        self.hooks().on_error = Some(Arc::new(hook));
         self
     }
 
@@ -388,7 +426,7 @@ impl DelayedResponse {
     where
         F: Fn(u64) + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_tick = Some(Arc::new(hook));
+        self.hooks().on_tick = Some(Arc::new(hook));
         self
     }
 
@@ -398,7 +436,7 @@ impl DelayedResponse {
     where
         F: Fn(u64) -> Bytes + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_heartbeat = Some(Arc::new(hook));
+        self.hooks().on_heartbeat = Some(Arc::new(hook));
         self
     }
 
@@ -407,7 +445,7 @@ impl DelayedResponse {
     where
         F: Fn(Outcome) + Send + Sync + 'static,
     {
-        self.cfg().hooks.on_outcome = Some(Arc::new(hook));
+        self.req.on_outcome = Some(Arc::new(hook));
         self
     }
 
@@ -418,12 +456,13 @@ impl DelayedResponse {
         F: Future + Send + 'static,
         F::Output: IntoReply,
     {
-        let work: BoxWork = if self.cfg.detach {
-            Box::pin(spawn(work))
+        if self.cfg.detach {
+            let work = spawn(work);
+            self.held(Source::work(work), Mode::Start, None)
         } else {
-            Box::pin(async move { work.await.into_reply() })
-        };
-        self.held(Source::Work(work), "start", None)
+            let work = async move { work.await.into_reply() };
+            self.held(Source::work(work), Mode::Start, None)
+        }
     }
 
     /// Polling: runs `check` at once, then every `interval`, until it returns
@@ -467,20 +506,22 @@ impl DelayedResponse {
     /// learns about aborts.
     pub fn handle(self) -> (ResponseFuture, Completion) {
         let shared = handle::Shared::new(self.cfg.max_buffered);
-        let cell = shared.cell.clone();
         let completion = Completion::new(shared.clone());
-        let future = self.held(Source::Handle(shared), "handle", Some(cell));
+        let future = self.held(Source::handle(shared.clone()), Mode::Handle, Some(shared));
         (future, completion)
     }
 
-    fn held(
+    fn held<W>(
         self,
-        source: Source,
-        mode: &'static str,
-        cell: Option<Arc<AbortCell>>,
-    ) -> ResponseFuture {
-        let tracker = Tracker::new(self.cfg.clone(), mode, cell);
-        ResponseFuture::new(Held::new(self.cfg, source, tracker))
+        source: Source<W>,
+        mode: Mode,
+        handle: Option<Arc<handle::Shared>>,
+    ) -> ResponseFuture
+    where
+        W: Future<Output = super::Reply> + Send + 'static,
+    {
+        let tracker = Tracker::new(&self.req, mode, handle);
+        ResponseFuture::new(Held::new(self.cfg, self.req, source, tracker))
     }
 }
 

@@ -22,21 +22,21 @@ pub(super) const DEFAULT_MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Below any floor: a zero interval would spin.
 const MIN_PERIOD: Duration = Duration::from_millis(1);
 
-type AbortHook = Arc<dyn Fn(AbortReason) + Send + Sync>;
+pub(super) type AbortHook = Arc<dyn Fn(AbortReason) + Send + Sync>;
 type ResponseHook = Arc<dyn Fn() -> Response<Body> + Send + Sync>;
 type ErrorHook = Arc<dyn Fn(&Error) -> Response<Body> + Send + Sync>;
 type TickHook = Arc<dyn Fn(u64) + Send + Sync>;
 type HeartbeatHook = Arc<dyn Fn(u64) -> Bytes + Send + Sync>;
-type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
+pub(super) type OutcomeHook = Arc<dyn Fn(Outcome) + Send + Sync>;
 
+/// The hooks, shared (a builder that sets none copies a pointer).
 #[derive(Clone, Default)]
 pub(super) struct Hooks {
-    pub(super) on_abort: Option<AbortHook>,
+    pub(super) on_deadline: Option<DeadlineHook>,
     pub(super) on_timeout: Option<ResponseHook>,
     pub(super) on_error: Option<ErrorHook>,
     pub(super) on_tick: Option<TickHook>,
     pub(super) on_heartbeat: Option<HeartbeatHook>,
-    pub(super) on_outcome: Option<OutcomeHook>,
 }
 
 /// The [`OnDeadline`] of a `wait`.
@@ -62,13 +62,24 @@ pub(crate) struct Config {
     pub(super) accepted_at_start: bool,
     pub(super) detach: bool,
     pub(super) max_buffered: usize,
+    /// Shared like the headers.
+    pub(super) hooks: Arc<Hooks>,
+}
+
+/// The settings a builder keeps by value, beside the shared [`Config`], so
+/// that setting them per request copies no configuration: what it takes
+/// from its request (every request of [`server::serve`](crate::server::serve)
+/// carries a [`Shutdown`]), and the abort and outcome hooks (services set
+/// them per response).
+#[derive(Clone, Default)]
+pub(crate) struct Unshared {
     pub(super) shutdown: Option<Shutdown>,
     /// A HEAD request: hyper sends the head and drops the body unpolled.
     pub(super) head_request: bool,
     /// The request's `Prefer` header, for the layers that honour it (`park`).
     pub(super) prefer: Prefer,
-    pub(super) on_deadline: Option<DeadlineHook>,
-    pub(super) hooks: Hooks,
+    pub(super) on_abort: Option<AbortHook>,
+    pub(super) on_outcome: Option<OutcomeHook>,
 }
 
 impl Default for Config {
@@ -83,11 +94,7 @@ impl Default for Config {
             accepted_at_start: false,
             detach: false,
             max_buffered: DEFAULT_MAX_BUFFERED,
-            shutdown: None,
-            head_request: false,
-            prefer: Prefer::default(),
-            on_deadline: None,
-            hooks: Hooks::default(),
+            hooks: Arc::default(),
         }
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::Response;
 
 use super::config::Config;
-use super::held::BoxWork;
 use super::reply::render;
+use super::wait::BoxWork;
 use crate::body::Body;
 
 /// What [`wait`](super::DelayedResponse::wait) does when its deadline passes

@@ -2,6 +2,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -46,7 +47,16 @@ pub struct Completion {
 
 pub(crate) struct Shared {
     state: Mutex<State>,
-    pub(crate) cell: Arc<AbortCell>,
+    pub(crate) cell: AbortCell,
+    /// Something for the response since it last found nothing: set with
+    /// every change it must see (a write, the end), cleared when it parks.
+    /// With `parked`, it lets the response's polls that nothing woke (hyper
+    /// polls a body again for each frame its connection moves, such as every
+    /// frame of a pipe's upload) return without the lock.
+    news: AtomicBool,
+    /// Whose waker the response parked with: the data and vtable pointers
+    /// (written by the response alone, under the lock).
+    parked: [AtomicUsize; 2],
 }
 
 struct State {
@@ -59,6 +69,14 @@ struct State {
     result_begun: bool,
     completions: usize,
     waker: Option<Waker>,
+}
+
+/// What `Waker::will_wake` compares: the data and vtable pointers.
+fn waker_id(waker: &Waker) -> [usize; 2] {
+    [
+        waker.data() as usize,
+        waker.vtable() as *const std::task::RawWakerVTable as usize,
+    ]
 }
 
 pub(crate) enum Next {
@@ -79,7 +97,9 @@ impl Shared {
                 completions: 1,
                 waker: None,
             }),
-            cell: Arc::new(AbortCell::default()),
+            cell: AbortCell::default(),
+            news: AtomicBool::new(true),
+            parked: [AtomicUsize::new(0), AtomicUsize::new(0)],
         })
     }
 
@@ -92,9 +112,23 @@ impl Shared {
     }
 
     pub(crate) fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let id = waker_id(cx.waker());
+        if !self.news.load(Ordering::Acquire)
+            && self.parked[0].load(Ordering::Relaxed) == id[0]
+            && self.parked[1].load(Ordering::Relaxed) == id[1]
+        {
+            // Parked with this waker and nothing came since: a writer sets
+            // `news` before it takes the waker to wake it.
+            return Poll::Pending;
+        }
         let mut st = self.lock();
         if let Some(data) = st.queue.pop_front() {
             st.queued_bytes -= data.len();
+            if st.queue.is_empty() {
+                // An idle stream keeps no buffer (a held peer or sender
+                // spends most of its life with nothing queued).
+                st.queue = VecDeque::new();
+            }
             return Poll::Ready(Next::Data(data));
         }
         if let Some(end) = st.end.take() {
@@ -104,7 +138,16 @@ impl Shared {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => st.waker = Some(cx.waker().clone()),
         }
+        self.parked[0].store(id[0], Ordering::Relaxed);
+        self.parked[1].store(id[1], Ordering::Relaxed);
+        self.news.store(false, Ordering::Release);
         Poll::Pending
+    }
+
+    /// Under the lock, with a change for the response: it must look.
+    fn tell(&self, st: &mut State) -> Option<Waker> {
+        self.news.store(true, Ordering::Release);
+        st.waker.take()
     }
 }
 
@@ -150,7 +193,7 @@ impl Completion {
             }
             st.queued_bytes += data.len();
             st.queue.push_back(data);
-            st.waker.take()
+            self.shared.tell(&mut st)
         };
         if let Some(w) = waker {
             w.wake();
@@ -186,7 +229,7 @@ impl Completion {
             }
             st.ended = true;
             st.end = Some(reply);
-            st.waker.take()
+            self.shared.tell(&mut st)
         };
         if let Some(w) = waker {
             w.wake();
@@ -267,7 +310,7 @@ impl Drop for Completion {
             }
             st.ended = true;
             st.end = Some(Reply::from_error(Error::new(Kind::Dropped)));
-            st.waker.take()
+            self.shared.tell(&mut st)
         };
         if let Some(w) = waker {
             w.wake();
@@ -281,5 +324,61 @@ impl fmt::Debug for Completion {
             .field("closed", &self.is_closed())
             .field("abort_reason", &self.abort_reason())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_parked_response_sees_every_write_and_the_end() {
+        let shared = Shared::new(1 << 20);
+        let completion = Completion::new(shared.clone());
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(shared.poll_next(&mut cx).is_pending());
+        // Polled again with nothing new: still parked, nobody woken.
+        assert!(shared.poll_next(&mut cx).is_pending());
+        completion.write("a").unwrap();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(shared.poll_next(&mut cx), Poll::Ready(Next::Data(d)) if d == "a"));
+        assert!(shared.poll_next(&mut cx).is_pending());
+        // A write while the waker is taken (not yet parked again) is seen.
+        completion.write("b").unwrap();
+        completion.write("c").unwrap();
+        assert!(matches!(shared.poll_next(&mut cx), Poll::Ready(Next::Data(d)) if d == "b"));
+        assert!(matches!(shared.poll_next(&mut cx), Poll::Ready(Next::Data(d)) if d == "c"));
+        assert!(shared.poll_next(&mut cx).is_pending());
+        completion.end("done");
+        assert!(matches!(
+            shared.poll_next(&mut cx),
+            Poll::Ready(Next::End(_))
+        ));
+    }
+
+    #[test]
+    fn a_response_polled_with_another_waker_parks_it_instead() {
+        let shared = Shared::new(1 << 20);
+        let completion = Completion::new(shared.clone());
+        let first = Arc::new(Count(AtomicUsize::new(0)));
+        let second = Arc::new(Count(AtomicUsize::new(0)));
+        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        assert!(shared.poll_next(&mut Context::from_waker(&w1)).is_pending());
+        assert!(shared.poll_next(&mut Context::from_waker(&w2)).is_pending());
+        completion.write("x").unwrap();
+        assert_eq!(first.0.load(Ordering::SeqCst), 0);
+        assert_eq!(second.0.load(Ordering::SeqCst), 1);
     }
 }

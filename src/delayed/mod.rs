@@ -38,18 +38,22 @@
 //! `builder.rs` holds the [`DelayedResponse`] settings, `config.rs` what they
 //! set, `outcome.rs` how a response ended, `wait.rs` the `wait` mode,
 //! `deadline.rs` its extension point, `held.rs` the engine of the held modes
-//! (`start`, `poll`, `handle`), `handle.rs` the [`Completion`], `reply.rs`
-//! rendering, `tracker.rs` abort detection, `time.rs` deadline arithmetic.
+//! (`start`, `poll`, `handle`), `tick.rs` the heartbeat schedules they share,
+//! `handle.rs` the [`Completion`], `reply.rs` rendering, `guard.rs` a
+//! rendered body that keeps its tracker, `tracker.rs` abort detection,
+//! `shutdown.rs` the shutdown signal, `time.rs` deadline arithmetic.
 
 mod builder;
 mod config;
 mod deadline;
+mod guard;
 mod handle;
 mod heartbeat;
 mod held;
 mod outcome;
 mod reply;
 mod shutdown;
+mod tick;
 mod time;
 mod tracker;
 mod wait;

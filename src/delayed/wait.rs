@@ -1,19 +1,23 @@
 //! The `wait` mode: the result, or an answer at the deadline. No heartbeats.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::Either;
 use http::Response;
 
-use super::config::Config;
+use super::config::{Config, Unshared};
 use super::deadline::{LateWork, OnDeadline};
-use super::held::{guard_body, render_early, BoxWork};
+use super::guard::{guard_body, render_early};
 use super::reply::{shutdown_response, timeout_response};
-use super::tracker::Tracker;
+use super::tracker::{Mode, Tracker};
 use super::{AbortReason, DelayedResponse, IntoReply, Outcome, Reply, Shutdown};
 use crate::body::Body;
+
+/// The work of a `wait` whose deadline hook may take it over.
+pub(crate) type BoxWork = Pin<Box<dyn Future<Output = Reply> + Send + 'static>>;
 
 impl DelayedResponse {
     /// Waits for `work`: `200` (or the reply's status) with its result, or
@@ -33,8 +37,8 @@ impl DelayedResponse {
         F: Future + Send + 'static,
         F::Output: IntoReply,
     {
-        let cfg = self.into_config();
-        match cfg.on_deadline.as_ref().map(|d| d.hook.clone()) {
+        let (cfg, req) = self.into_parts();
+        match cfg.hooks.on_deadline.as_ref().map(|d| d.hook.clone()) {
             // The hook takes the work over at the deadline: it must be boxed
             // to be handed on. Without one (the fast path), it is not.
             Some(hook) => {
@@ -43,30 +47,30 @@ impl DelayedResponse {
                 } else {
                     Box::pin(async move { work.await.into_reply() })
                 };
-                Either::Left(wait_with_hook(cfg, hook, work))
+                Either::Left(wait_with_hook(cfg, req, hook, work))
             }
-            None => Either::Right(wait_plain(cfg, work)),
+            None => Either::Right(wait_plain(cfg, req, work)),
         }
     }
 }
 
 /// `wait` without a deadline hook.
-async fn wait_plain<F>(cfg: Arc<Config>, work: F) -> Response<Body>
+async fn wait_plain<F>(cfg: Arc<Config>, req: Unshared, work: F) -> Response<Body>
 where
     F: Future + Send + 'static,
     F::Output: IntoReply,
 {
-    let mut tracker = Tracker::new(cfg.clone(), "wait", None);
+    let mut tracker = Tracker::new(&req, Mode::Wait, None);
     let work = if cfg.detach {
         Either::Left(spawn(work))
     } else {
         Either::Right(async move { work.await.into_reply() })
     };
     let deadline = sleep_or_never(cfg.timeout);
-    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
+    let shutdown = shutdown_or_never(req.shutdown.as_ref());
     tokio::select! {
         biased;
-        reply = work => render_early(cfg.clone(), tracker, reply),
+        reply = work => render_early(&cfg, tracker, reply),
         () = deadline => {
             let res = timeout_response(&cfg);
             guard_body(res, tracker, Outcome::Timeout)
@@ -81,16 +85,17 @@ where
 /// `wait` with a deadline hook: at the deadline the hook gets the work.
 async fn wait_with_hook(
     cfg: Arc<Config>,
+    req: Unshared,
     hook: Arc<dyn OnDeadline>,
     mut work: BoxWork,
 ) -> Response<Body> {
-    let mut tracker = Tracker::new(cfg.clone(), "wait", None);
+    let mut tracker = Tracker::new(&req, Mode::Wait, None);
     let deadline = sleep_or_never(hook.deadline(cfg.timeout));
-    let shutdown = shutdown_or_never(cfg.shutdown.as_ref());
+    let shutdown = shutdown_or_never(req.shutdown.as_ref());
     tokio::select! {
         biased;
         reply = &mut work => {
-            let mut res = render_early(cfg.clone(), tracker, reply);
+            let mut res = render_early(&cfg, tracker, reply);
             hook.in_time(&mut res);
             return res;
         }

@@ -79,8 +79,10 @@ impl Refusal {
 
 pub(crate) struct Registry {
     pub(crate) config: Config,
-    /// The keep-alive of every stream, built once.
-    heartbeat: Heartbeat,
+    /// The settings of every stream, built once (an initiator's stream
+    /// answers `201`, a joined one `200`), so that a stream copies none.
+    initiator_stream: DelayedResponse,
+    peer_stream: DelayedResponse,
     swarms: Mutex<HashMap<Id, Arc<Swarm>>>,
     peers_per_client: Arc<PerClient>,
     swarms_per_client: Arc<PerClient>,
@@ -89,8 +91,16 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) fn new(config: Config) -> Self {
+        let stream = |status| {
+            DelayedResponse::new()
+                .heartbeat(Heartbeat::sse(config.keep_alive))
+                .max_buffered(config.peer_queue_bytes)
+                .status(status)
+                .pending_status(status)
+        };
         Registry {
-            heartbeat: Heartbeat::sse(config.keep_alive),
+            initiator_stream: stream(StatusCode::CREATED),
+            peer_stream: stream(StatusCode::OK),
             swarms: Mutex::new(HashMap::new()),
             peers_per_client: PerClient::new(config.max_peers_per_client),
             swarms_per_client: PerClient::new(config.max_swarms_per_client),
@@ -229,11 +239,14 @@ impl Registry {
         // The hook is an `Fn` kept as long as the response's settings, so
         // the permit is taken out of it rather than dropped with it.
         let permit = Mutex::new(Some(permit));
-        let (future, completion) = base
-            .heartbeat(self.heartbeat.clone())
-            .max_buffered(self.config.peer_queue_bytes)
-            .status(status)
-            .pending_status(status)
+        let settings = if status == StatusCode::CREATED {
+            &self.initiator_stream
+        } else {
+            &self.peer_stream
+        };
+        let (future, completion) = settings
+            .clone()
+            .with_request_of(&base)
             // Runs exactly once, when the stream is over for any reason.
             .on_outcome(move |outcome| {
                 // Given back before `leave` goes out, so a client that sees

@@ -2,10 +2,15 @@
 //! 10,000 long-poll responses with a 1 s heartbeat, against a bare hyper
 //! server holding 10,000 pending requests.
 //!
+//! (Over 500 lines: every server mode sits beside the client that measures
+//! it, and the modes share the client; `load/src/measure.rs` and
+//! `load/src/callgrind.rs` hold what other harnesses can use.)
+//!
 //! ```text
 //! ulimit -n 20000        # each process needs --conns + a few descriptors
 //! cargo run --release -p load --bin load_held                   # all modes, ~100 s
-//! cargo run --release -p load --bin load_held -- client --conns 10000 --secs 8 --modes bare,held
+//! cargo run --release -p load --bin load_held -- client --conns 10000 --secs 20 --runs 3 --modes bare,held,axum
+//! cargo run --release -p load --bin load_held -- callgrind       # instructions per heartbeat
 //! cargo run --release -p load --bin load_held -- server --mode held --addr 127.0.0.1:8080
 //! curl -sN http://127.0.0.1:8080/                               # a space every second
 //! ```
@@ -20,6 +25,15 @@
 //! - `held`: `DelayedResponse::for_request(&req).heartbeat(Heartbeat::every(1 s))
 //!   .start(std::future::pending::<()>())`: a 202 head after 1 s, then a space
 //!   every second;
+//! - `held-shared`: `held` with the builder made once and cloned per
+//!   request (`.with_request(&req)`), so that no response copies settings;
+//! - `axum`: axum's `Sse` with a 1 s `KeepAlive` over a stream that never
+//!   yields: a `200` head at once, then the `:\n\n` comment every second
+//!   (axum 0.8, served through the same `server::serve` as `held`, so that
+//!   only the response differs);
+//! - `hyper`: plain hyper, no `server::serve`: an accept loop that hands each
+//!   socket to `hyper::server::conn::http1`, whose handler awaits
+//!   `std::future::pending()` (the floor of a held HTTP/1.1 connection);
 //! - `beat`: the hand-written baseline for the heartbeat CPU: a bare hyper
 //!   handler returning a body that writes a space every second from its own
 //!   `tokio::time::Sleep` (what one would write without this crate);
@@ -39,7 +53,16 @@
 //! then read (and count) whatever comes back, waits until the server has seen
 //! every request (the timer modes start their tasks when told `go` on stdin,
 //! after the idle RSS is read), lets it settle for 2 s, then samples RSS and
-//! CPU over `--secs` seconds (8 by default). The client reads every
+//! CPU over `--secs` seconds (8 by default).
+//!
+//! `load_held callgrind` counts instructions instead of CPU time, which does
+//! not depend on what else the machine runs: it starts each mode's server
+//! under `valgrind --tool=callgrind`, opens `--conns` connections (500 by
+//! default), lets the first heartbeats go out, zeroes the counters
+//! (`callgrind_control -z`), waits `--secs` seconds (10), dumps them
+//! (`callgrind_control -d`) and divides the server's user-space instructions
+//! by the heartbeats the clients received meanwhile. The dumps stay in
+//! `--out` (`target/callgrind`) for `callgrind_annotate`. The client reads every
 //! heartbeat, so socket buffers never fill. The child is killed at the end
 //! (and exits by itself when its stdin closes or after `--max-secs`, 120 by
 //! default).
@@ -47,19 +70,25 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
 use bytes::Bytes;
 use delayed_response::{server, DelayedResponse, Heartbeat};
 use http::{Request, Response};
 use http_body::Frame;
 use http_body_util::Full;
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use load::callgrind::{Callgrind, Dump};
 use load::measure::{self, Process};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -73,12 +102,24 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>
 const BEAT: Duration = Duration::from_secs(1);
 
 const USAGE: &str = "usage: load_held [client] [--conns N] [--secs S] [--modes M,M,...]
+       load_held callgrind [--conns N] [--secs S] [--modes M,M,...] [--out DIR]
        load_held server [--mode MODE] [--addr HOST:PORT] [--tasks N] [--max-secs S]
 
   client (the default) runs one child `server` per mode and measures it:
   --conns N     held requests (or timer tasks) per mode (10000, at most 20000)
   --secs S      seconds over which CPU is sampled (8)
-  --modes       any of bare,held,beat,beat-tick,raw,timers,tick (all)";
+  --runs N      runs of every mode, in turn; medians at the end (1)
+  --modes       any of hyper,bare,held,held-shared,axum,beat,beat-tick,raw,timers,tick (all)
+
+  callgrind runs each mode's server under valgrind and counts its
+  instructions per heartbeat (needs valgrind; the modes with heartbeats):
+  --conns N     held requests per mode (500)
+  --secs S      seconds over which instructions are counted (10)
+  --modes       any of held,held-shared,axum,beat,beat-tick,raw (held,axum,beat)
+  --out DIR     where the dumps go (target/callgrind)";
+
+/// The modes of `client` when `--modes` is not given.
+const ALL_MODES: &str = "hyper,bare,held,held-shared,axum,beat,beat-tick,raw,timers,tick";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -90,6 +131,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("server") => rt.block_on(run_server(&args[1..])),
         Some("client") => rt.block_on(run_client(&args[1..])),
+        Some("callgrind") => rt.block_on(run_callgrind(&args[1..])),
         None => rt.block_on(run_client(&[])),
         Some(other) if other.starts_with("--") => rt.block_on(run_client(&args)),
         Some(other) => Err(format!("unknown command {other:?}\n{USAGE}").into()),
@@ -268,6 +310,51 @@ async fn run_server(args: &[String]) -> Result<()> {
             });
             server::serve(listener, svc, stop).await?;
         }
+        "held-shared" => {
+            // A builder made once and cloned per request: no configuration
+            // of its own per response.
+            let base = Arc::new(DelayedResponse::new().heartbeat(Heartbeat::every(BEAT)));
+            let svc = service_fn(move |req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let res = DelayedResponse::clone(&base)
+                    .with_request(&req)
+                    .start(std::future::pending::<()>());
+                async { Ok::<_, Infallible>(res.await) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "axum" => {
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                let events =
+                    futures_util::stream::pending::<std::result::Result<Event, Infallible>>();
+                let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(BEAT));
+                async { Ok::<_, Infallible>(sse.into_response()) }
+            });
+            server::serve(listener, svc, stop).await?;
+        }
+        "hyper" => {
+            let svc = service_fn(move |_req: Request<Incoming>| {
+                received.fetch_add(1, Ordering::Relaxed);
+                async {
+                    std::future::pending::<()>().await;
+                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+                }
+            });
+            let mut stop = std::pin::pin!(stop);
+            loop {
+                let tcp = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                    () = &mut stop => break,
+                };
+                let _ = tcp.set_nodelay(true);
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), svc.clone());
+                tokio::spawn(conn);
+            }
+        }
         "beat" => {
             let svc = service_fn(move |_req: Request<Incoming>| {
                 received.fetch_add(1, Ordering::Relaxed);
@@ -371,6 +458,7 @@ struct Measured {
     mode: String,
     idle_kib: u64,
     held_kib: u64,
+    user_percent: f64,
     cpu_percent: f64,
     client_bytes_per_sec: f64,
     conns: usize,
@@ -382,79 +470,150 @@ impl Measured {
     }
 }
 
+/// The median of the values `f` takes on the runs of `mode`.
+fn median(results: &[Measured], mode: &str, f: impl Fn(&Measured) -> f64) -> Option<f64> {
+    let mut values: Vec<f64> = results.iter().filter(|m| m.mode == mode).map(f).collect();
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
 async fn run_client(args: &[String]) -> Result<()> {
     let conns: usize = flag(args, "--conns").unwrap_or("10000").parse()?;
     let conns = conns.clamp(1, 20_000);
     let secs: u64 = flag(args, "--secs").unwrap_or("8").parse()?;
     let secs = secs.clamp(1, 30);
-    let modes = flag(args, "--modes").unwrap_or("bare,held,beat,beat-tick,raw,timers,tick");
+    let runs: usize = flag(args, "--runs").unwrap_or("1").parse()?;
+    let runs = runs.clamp(1, 9);
+    let modes: Vec<&str> = flag(args, "--modes")
+        .unwrap_or(ALL_MODES)
+        .split(',')
+        .collect();
     measure::ensure_open_files(conns as u64 + 64)?;
     println!(
-        "{conns} held requests per mode, CPU sampled over {secs} s, heartbeat every {} s; \
-         server = child process, client = this process, {} cores shared",
+        "{conns} held requests per mode, CPU sampled over {secs} s, heartbeat every {} s, \
+         {runs} run(s) of every mode in turn; server = child process, client = this process, \
+         {} cores shared",
         BEAT.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
     let mut results = Vec::new();
-    for mode in modes.split(',') {
-        let m = measure_mode(mode, conns, secs).await?;
-        println!(
-            "{:<5} idle {:>7} KiB  held {:>8} KiB  per response {:>6.2} KiB  \
-             CPU {:>5.1} % of one core  client read {:>7.0} B/s",
-            m.mode,
-            m.idle_kib,
-            m.held_kib,
-            m.per_conn_kib(),
-            m.cpu_percent,
-            m.client_bytes_per_sec
-        );
-        results.push(m);
+    for run in 1..=runs {
+        for mode in &modes {
+            let m = measure_mode(mode, conns, secs).await?;
+            println!(
+                "run {run} {:<9} idle {:>7} KiB  held {:>8} KiB  per response {:>6.2} KiB  \
+                 CPU user {:>5.1} % total {:>5.1} % of one core  client read {:>7.0} B/s",
+                m.mode,
+                m.idle_kib,
+                m.held_kib,
+                m.per_conn_kib(),
+                m.user_percent,
+                m.cpu_percent,
+                m.client_bytes_per_sec
+            );
+            results.push(m);
+        }
     }
-    let find = |name: &str| results.iter().find(|m| m.mode == name);
-    if let (Some(bare), Some(held)) = (find("bare"), find("held")) {
-        println!(
-            "ratio: held/bare RSS per response {:.2}",
-            held.per_conn_kib() / bare.per_conn_kib()
-        );
+
+    println!("\nmedian of {runs} run(s):");
+    println!("| mode | KiB per response | user CPU % | total CPU % | user µs per heartbeat | total µs per heartbeat |");
+    println!("|---|---|---|---|---|---|");
+    for mode in &modes {
+        let kib = median(&results, mode, Measured::per_conn_kib).unwrap_or(0.0);
+        let user = median(&results, mode, |m| m.user_percent).unwrap_or(0.0);
+        let total = median(&results, mode, |m| m.cpu_percent).unwrap_or(0.0);
+        // One heartbeat per response per second: % of a core / conns =
+        // CPU seconds per heartbeat / 100.
+        let per_beat = |percent: f64| percent / 100.0 / conns as f64 * 1e6;
+        if matches!(*mode, "hyper" | "bare" | "timers" | "tick") {
+            // No heartbeats on the wire.
+            println!("| {mode} | {kib:.2} | {user:.1} | {total:.1} | - | - |");
+        } else {
+            println!(
+                "| {mode} | {kib:.2} | {user:.1} | {total:.1} | {:.2} | {:.2} |",
+                per_beat(user),
+                per_beat(total)
+            );
+        }
     }
-    if let (Some(timers), Some(tick)) = (find("timers"), find("tick")) {
-        println!(
-            "ratio: tick/timers CPU {:.2}, RSS per task {:.2}",
-            tick.cpu_percent / timers.cpu_percent.max(0.01),
-            tick.per_conn_kib() / timers.per_conn_kib()
-        );
+    // `None` when a mode is missing or its value is zero (no heartbeats).
+    let ratio = |a: &str, b: &str, f: fn(&Measured) -> f64| -> Option<f64> {
+        let (a, b) = (median(&results, a, f)?, median(&results, b, f)?);
+        (b > 0.0).then(|| a / b)
+    };
+    let rss: fn(&Measured) -> f64 = Measured::per_conn_kib;
+    let user: fn(&Measured) -> f64 = |m| m.user_percent;
+    let total: fn(&Measured) -> f64 = |m| m.cpu_percent;
+    let show = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"));
+    for held in ["held", "held-shared"] {
+        // Memory against the floors, which write nothing.
+        for floor in ["hyper", "bare"] {
+            if let Some(r) = ratio(held, floor, rss) {
+                println!("ratio {held}/{floor}: RSS per response {r:.2}");
+            }
+        }
+        // Memory and CPU against what writes the same heartbeats.
+        for other in ["axum", "beat"] {
+            if let Some(r) = ratio(held, other, rss) {
+                println!(
+                    "ratio {held}/{other}: RSS per response {r:.2}, user CPU {}, total CPU {}",
+                    show(ratio(held, other, user)),
+                    show(ratio(held, other, total))
+                );
+            }
+        }
     }
-    if let (Some(beat), Some(tick)) = (find("beat"), find("beat-tick")) {
-        println!(
-            "ratio: beat-tick/beat CPU {:.2}",
-            tick.cpu_percent / beat.cpu_percent.max(0.01)
-        );
+    if let (Some(c), Some(r)) = (ratio("tick", "timers", total), ratio("tick", "timers", rss)) {
+        println!("ratio tick/timers: CPU {c:.2}, RSS per task {r:.2}");
     }
-    if let (Some(beat), Some(held)) = (find("beat"), find("held")) {
-        println!(
-            "ratio: held/beat RSS per response {:.2}, CPU {:.2}",
-            held.per_conn_kib() / beat.per_conn_kib(),
-            held.cpu_percent / beat.cpu_percent.max(0.01)
-        );
+    if let Some(c) = ratio("beat-tick", "beat", total) {
+        println!("ratio beat-tick/beat: CPU {c:.2}");
     }
     Ok(())
 }
 
-async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
+/// A child `server --mode MODE` (under callgrind when `callgrind` names an
+/// output file), its address, and its count of received requests.
+struct Spawned {
+    child: Child,
+    addr: SocketAddr,
+    received: watch::Receiver<usize>,
+}
+
+async fn spawn_server(mode: &str, conns: usize, callgrind: Option<&Path>) -> Result<Spawned> {
     let exe = std::env::current_exe()?;
     let count = conns.to_string();
-    let mut child = Command::new(exe)
-        .args(["server", "--mode", mode, "--addr", "127.0.0.1:0"])
-        .args(["--tasks", &count])
+    let args = [
+        "server",
+        "--mode",
+        mode,
+        "--addr",
+        "127.0.0.1:0",
+        "--tasks",
+        &count,
+        "--max-secs",
+        "600",
+    ];
+    let mut cmd: Command = match callgrind {
+        Some(out) => Callgrind::command(out, exe, args).into(),
+        None => {
+            let mut cmd = Command::new(exe);
+            cmd.args(args);
+            cmd
+        }
+    };
+    let mut child = cmd
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
-    let server = Process::pid(child.id().ok_or("the server exited at once")?);
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
-    let first = timeout(Duration::from_secs(10), lines.next_line())
+    let first = timeout(Duration::from_secs(60), lines.next_line())
         .await??
         .ok_or("the server said nothing")?;
     let addr: SocketAddr = first
@@ -463,7 +622,7 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
         .parse()?;
 
     // The server's count of received requests.
-    let (count_tx, mut count_rx) = watch::channel(0usize);
+    let (count_tx, received) = watch::channel(0usize);
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some(n) = line.strip_prefix("received ").and_then(|n| n.parse().ok()) {
@@ -471,21 +630,24 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
             }
         }
     });
+    Ok(Spawned {
+        child,
+        addr,
+        received,
+    })
+}
 
-    sleep(Duration::from_millis(300)).await;
-    let idle_kib = server.rss_kib()?;
-    let mut stdin = child.stdin.take().ok_or("no stdin")?;
-    stdin.write_all(b"go\n").await?;
-
-    let read_bytes = Arc::new(AtomicU64::new(0));
+/// Opens `conns` connections (at most 256 connecting at a time) that each
+/// send one GET, then read and count whatever comes back until the server
+/// closes.
+async fn open_clients(
+    addr: SocketAddr,
+    conns: usize,
+    read_bytes: &Arc<AtomicU64>,
+) -> Result<Vec<tokio::task::JoinHandle<std::io::Result<()>>>> {
     let connecting = Arc::new(Semaphore::new(256));
-    let sockets = if matches!(mode, "timers" | "tick") {
-        0
-    } else {
-        conns
-    };
-    let mut tasks = Vec::with_capacity(sockets);
-    for _ in 0..sockets {
+    let mut tasks = Vec::with_capacity(conns);
+    for _ in 0..conns {
         let permit = connecting.clone().acquire_owned().await?;
         let read_bytes = read_bytes.clone();
         tasks.push(tokio::spawn(async move {
@@ -502,9 +664,32 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
                     }
                 }
             }
-            Ok::<_, std::io::Error>(())
+            Ok(())
         }));
     }
+    Ok(tasks)
+}
+
+async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
+    let Spawned {
+        mut child,
+        addr,
+        received: mut count_rx,
+    } = spawn_server(mode, conns, None).await?;
+    let server = Process::pid(child.id().ok_or("the server exited at once")?);
+
+    sleep(Duration::from_millis(300)).await;
+    let idle_kib = server.rss_kib()?;
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(b"go\n").await?;
+
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let sockets = if matches!(mode, "timers" | "tick") {
+        0
+    } else {
+        conns
+    };
+    let tasks = open_clients(addr, sockets, &read_bytes).await?;
     timeout(Duration::from_secs(30), count_rx.wait_for(|&n| n >= conns))
         .await
         .map_err(|_| format!("{mode}: the server did not see {conns} requests within 30 s"))??;
@@ -512,11 +697,11 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
     // Let the held responses send their heads and first heartbeats.
     sleep(Duration::from_secs(2)).await;
     let rss_before = server.rss_kib()?;
-    let cpu_before = server.cpu_time()?;
+    let cpu_before = server.cpu_times()?;
     let bytes_before = read_bytes.load(Ordering::Relaxed);
     let started = Instant::now();
     sleep(Duration::from_secs(secs)).await;
-    let cpu_after = server.cpu_time()?;
+    let cpu_after = server.cpu_times()?;
     let elapsed = started.elapsed().as_secs_f64();
     let bytes_after = read_bytes.load(Ordering::Relaxed);
     let rss_after = server.rss_kib()?;
@@ -529,11 +714,13 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
         let _ = timeout(Duration::from_secs(10), task).await;
     }
 
+    let percent = |d: Duration| d.as_secs_f64() / elapsed * 100.0;
     Ok(Measured {
         mode: mode.to_owned(),
         idle_kib,
         held_kib: rss_before.max(rss_after),
-        cpu_percent: cpu_after.saturating_sub(cpu_before).as_secs_f64() / elapsed * 100.0,
+        user_percent: percent(cpu_after.user.saturating_sub(cpu_before.user)),
+        cpu_percent: percent(cpu_after.total().saturating_sub(cpu_before.total())),
         client_bytes_per_sec: (bytes_after - bytes_before) as f64 / elapsed,
         conns,
     })
@@ -542,4 +729,96 @@ async fn measure_mode(mode: &str, conns: usize, secs: u64) -> Result<Measured> {
 async fn kill(child: &mut Child) {
     let _ = child.start_kill();
     let _ = timeout(Duration::from_secs(10), child.wait()).await;
+}
+
+// ------------------------------------------------------------- callgrind ----
+
+/// The bytes one heartbeat puts on the wire in `mode` (a chunk of HTTP/1.1
+/// chunked encoding: size line, data, CRLF).
+fn wire_bytes_per_beat(mode: &str) -> Option<u64> {
+    match mode {
+        // `1\r\n \r\n`
+        "held" | "held-shared" | "beat" | "beat-tick" | "raw" => Some(6),
+        // `3\r\n:\n\n\r\n`
+        "axum" => Some(8),
+        _ => None,
+    }
+}
+
+async fn run_callgrind(args: &[String]) -> Result<()> {
+    let conns: usize = flag(args, "--conns").unwrap_or("500").parse()?;
+    let conns = conns.clamp(1, 5_000);
+    let secs: u64 = flag(args, "--secs").unwrap_or("10").parse()?;
+    let secs = secs.clamp(1, 120);
+    let modes = flag(args, "--modes").unwrap_or("held,axum,beat");
+    let out = PathBuf::from(flag(args, "--out").unwrap_or("target/callgrind"));
+    std::fs::create_dir_all(&out)?;
+    measure::ensure_open_files(conns as u64 + 64)?;
+    println!(
+        "{conns} held requests per mode under callgrind, instructions counted over {secs} s, \
+         heartbeat every {} s",
+        BEAT.as_secs()
+    );
+    println!("| mode | heartbeats | instructions | instructions per heartbeat | dump |");
+    println!("|---|---|---|---|---|");
+    let mut per_beat = Vec::new();
+    for mode in modes.split(',') {
+        let (beats, dump) = callgrind_mode(mode, conns, secs, &out).await?;
+        let each = dump.instructions as f64 / beats.max(1) as f64;
+        println!(
+            "| {mode} | {beats} | {} | {each:.0} | {} |",
+            dump.instructions,
+            dump.file.display()
+        );
+        per_beat.push((mode.to_owned(), each));
+    }
+    let find = |m: &str| per_beat.iter().find(|(n, _)| n == m).map(|(_, v)| *v);
+    for (a, b) in [("held", "axum"), ("held", "beat")] {
+        if let (Some(a_), Some(b_)) = (find(a), find(b)) {
+            println!("ratio {a}/{b}: instructions per heartbeat {:.2}", a_ / b_);
+        }
+    }
+    Ok(())
+}
+
+/// Heartbeats received in the window, and the dump of the window.
+async fn callgrind_mode(mode: &str, conns: usize, secs: u64, dir: &Path) -> Result<(u64, Dump)> {
+    let wire = wire_bytes_per_beat(mode)
+        .ok_or_else(|| format!("{mode}: no heartbeats to count under callgrind"))?;
+    let out = dir.join(format!("{mode}.out"));
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(&format!("{mode}.out")) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    let Spawned {
+        mut child,
+        addr,
+        received: mut count_rx,
+    } = spawn_server(mode, conns, Some(&out)).await?;
+    let mut cg = Callgrind::attach(child.id().ok_or("the server exited at once")?, &out);
+    let mut stdin = child.stdin.take().ok_or("no stdin")?;
+    stdin.write_all(b"go\n").await?;
+
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let tasks = open_clients(addr, conns, &read_bytes).await?;
+    timeout(Duration::from_secs(300), count_rx.wait_for(|&n| n >= conns))
+        .await
+        .map_err(|_| format!("{mode}: the server did not see {conns} requests within 300 s"))??;
+    // Heads and the first heartbeats out (slowly, under callgrind).
+    sleep(Duration::from_secs(3)).await;
+
+    tokio::task::block_in_place(|| cg.zero())?;
+    let bytes_before = read_bytes.load(Ordering::Relaxed);
+    sleep(Duration::from_secs(secs)).await;
+    let dump = tokio::task::block_in_place(|| cg.dump())?;
+    let bytes_after = read_bytes.load(Ordering::Relaxed);
+
+    drop(stdin);
+    kill(&mut child).await;
+    for task in tasks {
+        let _ = timeout(Duration::from_secs(10), task).await;
+    }
+    Ok(((bytes_after - bytes_before) / wire, dump))
 }
