@@ -146,7 +146,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "hub")]
+#[cfg(any(
+    feature = "hub",
+    feature = "signal",
+    feature = "park",
+    feature = "pipe"
+))]
 pub mod backplane;
 mod body;
 pub mod delayed;

@@ -32,6 +32,10 @@ pub(crate) struct Sub {
 pub(crate) enum Control {
     Subscribe(Arc<str>),
     Unsubscribe(Arc<str>),
+    /// Subscribe to a topic (see `topic.rs`).
+    Topic(Arc<str>),
+    /// Unsubscribe from a topic no handle wants any more.
+    Untopic(Arc<str>),
 }
 
 /// Publishes in flight per channel, and the counts of their deliveries.
@@ -243,6 +247,27 @@ async fn on_push(shared: &Arc<Shared>, push: PushInfo) {
         let name: String = redis::from_redis_value_ref(v).ok()?;
         name.strip_prefix(&prefix).map(Arc::from)
     };
+    let topic_prefix = shared.topic_key("");
+    let topic_of = |v: &Value| -> Option<String> {
+        let name: String = redis::from_redis_value_ref(v).ok()?;
+        name.strip_prefix(&topic_prefix).map(str::to_string)
+    };
+    if let Some(topic) = push.data.first().and_then(topic_of) {
+        match push.kind {
+            PushKind::Message => {
+                if let Some(payload) = push
+                    .data
+                    .get(1)
+                    .and_then(|v| redis::from_redis_value_ref::<Bytes>(v).ok())
+                {
+                    shared.on_topic_message(&topic, payload);
+                }
+            }
+            PushKind::Subscribe => shared.on_topic_subscribed(&topic),
+            _ => {}
+        }
+        return;
+    }
     match push.kind {
         PushKind::Message => {
             let (Some(channel), Some(payload)) = (
@@ -259,6 +284,7 @@ async fn on_push(shared: &Arc<Shared>, push: PushInfo) {
         }
         PushKind::Disconnection => {
             tracing::warn!("redis backplane: pub/sub connection lost");
+            shared.on_topics_disconnected();
             for sub in lock(&shared.subs).values_mut() {
                 sub.dirty = true;
             }
@@ -343,6 +369,30 @@ async fn on_control(shared: &Arc<Shared>, ctl: Control) {
                         let _ = control.send(Control::Subscribe(channel));
                     });
                 }
+            }
+        }
+        Control::Topic(name) => {
+            if !shared.wants_topic(&name) {
+                return;
+            }
+            match shared.call(sub.subscribe(shared.topic_key(&name))).await {
+                Ok(()) => shared.on_topic_subscribed(&name),
+                Err(error) => {
+                    tracing::warn!(%error, topic = %name, "redis backplane: subscribe failed; retrying");
+                    let control = shared.control.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        let _ = control.send(Control::Topic(name));
+                    });
+                }
+            }
+        }
+        Control::Untopic(name) => {
+            if shared.wants_topic(&name) {
+                return;
+            }
+            if let Err(error) = shared.call(sub.unsubscribe(shared.topic_key(&name))).await {
+                tracing::debug!(%error, topic = %name, "redis backplane: unsubscribe failed");
             }
         }
         Control::Unsubscribe(channel) => {

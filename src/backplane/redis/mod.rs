@@ -21,6 +21,7 @@ mod fanout;
 mod history;
 mod presence;
 mod scripts;
+mod topic;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,6 +43,8 @@ use crate::error::{Error, Kind};
 use crate::http::lock;
 
 use fanout::{Control, Sub, Waiters};
+#[allow(unused_imports)] // until the other modules' backplanes use them
+pub(crate) use topic::{Topic, TopicEvent};
 
 /// Settings for a [`RedisBackplane`]; from [`RedisBackplane::builder`].
 #[derive(Debug, Clone)]
@@ -122,6 +125,8 @@ pub(crate) struct Shared {
     /// lease renewed for them.
     held: Mutex<HashMap<(String, String), ()>>,
     retention: Mutex<HashMap<Arc<str>, Retention>>,
+    /// Subscriptions to topics (addressed messages for the other modules).
+    topics: Mutex<topic::Topics>,
     scripts: Scripts,
 }
 
@@ -224,6 +229,7 @@ impl RedisBackplane {
             waiters: Mutex::new(Waiters::default()),
             held: Mutex::new(HashMap::new()),
             retention: Mutex::new(HashMap::new()),
+            topics: Mutex::new(topic::Topics::default()),
             scripts: Scripts {
                 publish: scripts::publish(),
                 history: scripts::history(),
@@ -244,6 +250,14 @@ impl RedisBackplane {
             tokio::spawn(fanout::keep(Arc::downgrade(&shared))).abort_handle(),
         ];
         Ok(RedisBackplane { shared, tasks })
+    }
+}
+
+impl RedisBackplane {
+    /// The connections and settings, for the other modules' Redis parts.
+    #[allow(dead_code)] // until the other modules' backplanes use it
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 }
 
