@@ -232,6 +232,8 @@ async fn client(args: Args) {
     // One keep-alive connection for every publish.
     let mut publisher = TcpStream::connect(addr).await.unwrap();
     let filler = "x".repeat(args.size.saturating_sub(24));
+    let server = load::measure::Process::pid(child.id());
+    let cpu0 = server.cpu_time().expect("server CPU time");
     let started = Instant::now();
     let mut buf = vec![0u8; 4096];
     for m in 0..args.messages {
@@ -266,6 +268,10 @@ async fn client(args: Args) {
         }
     }
     let elapsed = started.elapsed();
+    let cpu = server
+        .cpu_time()
+        .expect("server CPU time")
+        .saturating_sub(cpu0);
     if latencies.len() < total {
         eprintln!("only {} of {total} deliveries arrived", latencies.len());
     }
@@ -288,6 +294,12 @@ async fn client(args: Args) {
         pct(0.5),
         pct(0.99),
         latencies.last().copied().unwrap_or(0)
+    );
+    println!(
+        "server CPU {} ms over {:.0} ms: {:.2} µs per delivery",
+        cpu.as_millis(),
+        elapsed.as_secs_f64() * 1000.0,
+        cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64
     );
     println!(
         "server RSS {} KiB idle, {} KiB with {} streams: {:.1} KiB per stream",
