@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
+use http::StatusCode;
 use tokio::sync::Notify;
 
 use super::auth::Identity;
@@ -25,7 +26,7 @@ use super::stats::Counters;
 use super::stream::{Item, Queue};
 use super::Reason;
 use crate::backplane::{Deliver, Message, NodeId, Position};
-use crate::delayed::Completion;
+use crate::delayed::{Completion, DelayedResponse, Heartbeat};
 use crate::http::lock;
 use crate::limit::{PerClient, Permit, RateLimit};
 use crate::sse::Event;
@@ -48,6 +49,9 @@ pub(crate) struct Inner {
     pub(crate) deferred: Mutex<Vec<u64>>,
     pub(crate) sweeper: Sweeper,
     pub(crate) polls: super::poll::Sessions,
+    /// An SSE stream's settings, made once (each stream adds its request's
+    /// part and its outcome hook).
+    pub(crate) sse_stream: DelayedResponse,
 }
 
 /// Where a connection's events go.
@@ -358,7 +362,6 @@ impl Inner {
             publish_rate: config.publish_rate.map(RateLimit::new),
             connect_rate: config.connect_rate.map(RateLimit::new),
             connections: PerClient::new(config.max_connections.unwrap_or(usize::MAX)),
-            config,
             node,
             channels: Mutex::new(HashMap::new()),
             conns: Mutex::new(HashMap::new()),
@@ -367,6 +370,11 @@ impl Inner {
             deferred: Mutex::new(Vec::new()),
             sweeper: Sweeper::default(),
             polls: super::poll::Sessions::default(),
+            sse_stream: DelayedResponse::new()
+                .heartbeat(Heartbeat::sse(config.keep_alive))
+                .max_buffered(config.queue_bytes)
+                .pending_status(StatusCode::OK),
+            config,
         }
     }
 

@@ -31,6 +31,7 @@
 //! | `held` | `DelayedResponse::for_request(&req).heartbeat(Heartbeat::every(1 s)).start(pending())` |
 //! | `held-shared` | `held` with the builder made once and cloned per request (`.with_request(&req)`) |
 //! | `axum` | axum's `Sse` over a stream that never yields, with a 1 s `KeepAlive` |
+//! | `hub` | `hub::Hub` with no limits: every connection subscribes to one channel over SSE (`GET /sub/load-0`) |
 //! | `signal` | `signal::Service` with its defaults (per-client caps lifted): the connections join one swarm, whose initiator is opened (and read by a thread) before counting |
 //! | `pipe` | `pipe::Service` with its defaults (per-client caps lifted): each connection is a sender waiting for its receiver (`POST /`, `Content-Length: 1000`, no body sent) |
 //!
@@ -72,9 +73,9 @@ const USAGE: &str = "usage: conn_heap [--conns N] [--modes M,M,...]
        conn_heap one --mode MODE [--conns N]
 
   --conns N   connections counted per mode (2000, at most 20000)
-  --modes     any of hyper,bare,beat,held,held-shared,axum,signal,pipe (all)";
+  --modes     any of hyper,bare,beat,held,held-shared,axum,signal,hub,pipe (all)";
 
-const ALL_MODES: &str = "hyper,bare,beat,held,held-shared,axum,signal,pipe";
+const ALL_MODES: &str = "hyper,bare,beat,held,held-shared,axum,signal,hub,pipe";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -166,6 +167,9 @@ fn one(mode: &str, conns: usize) -> Result<String> {
         "signal" => {
             let id = open_swarm(addr)?;
             format!("GET /{id} HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n")
+        }
+        "hub" => {
+            "GET /sub/load-0 HTTP/1.1\r\nHost: h\r\nAccept: text/event-stream\r\n\r\n".to_owned()
         }
         _ => "GET / HTTP/1.1\r\nHost: h\r\n\r\n".to_owned(),
     };
@@ -301,6 +305,15 @@ async fn serve(mode: String, listener: tokio::net::TcpListener, seen: Arc<Atomic
                     futures_util::stream::pending::<std::result::Result<Event, Infallible>>();
                 let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(BEAT));
                 async { Ok::<_, Infallible>(sse.into_response()) }
+            });
+            server::serve(listener, svc, stop).await
+        }
+        "hub" => {
+            let hub = delayed_response::hub::Hub::builder().no_limits().build();
+            let service = hub.service();
+            let svc = service_fn(move |req: Request<Incoming>| {
+                count();
+                service.call(req)
             });
             server::serve(listener, svc, stop).await
         }
