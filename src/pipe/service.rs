@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
@@ -19,6 +19,7 @@ use super::piping::Paths;
 use super::registry::{Registry, State};
 use super::routes::Route;
 use crate::body::Body;
+use crate::delayed::DelayedResponse;
 use crate::error::BoxError;
 use crate::http::ResponseFuture;
 use crate::limit::PerClient;
@@ -41,6 +42,9 @@ pub(super) struct Inner {
     pub(super) reservations_per_client: Arc<PerClient>,
     /// The paths of the Piping mode.
     pub(super) paths: Paths,
+    /// A waiting sender's response settings, made once (each sender adds
+    /// its request's part and its abort hook).
+    pub(super) sender_stream: DelayedResponse,
 }
 
 impl fmt::Debug for Service {
@@ -85,6 +89,9 @@ impl Service {
             inner: Arc::new(Inner {
                 waiting_per_client: PerClient::new(cfg.max_waiting_per_client),
                 reservations_per_client: PerClient::new(cfg.max_reservations_per_client),
+                sender_stream: DelayedResponse::new()
+                    .pending_status(StatusCode::OK)
+                    .heartbeat(cfg.heartbeat.clone()),
                 cfg,
                 registry: Registry::new(on_expire),
                 paths: Paths::new(),
