@@ -50,6 +50,8 @@ mod channels;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "signal")]
+mod swarm;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +62,11 @@ pub use self::redis::{RedisBackplane, RedisBuilder};
 pub use channels::*;
 #[cfg(feature = "hub")]
 pub use memory::MemoryBackplane;
+#[cfg(feature = "signal")]
+pub use swarm::{
+    JoinOutcome, Listening, Signal, SignalOutcome, SwarmBackplane, SwarmEvent, SwarmNode,
+    SwarmSink,
+};
 
 /// A boxed, sendable future: what the backplane's async operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
