@@ -98,7 +98,10 @@ async fn join(addr: SocketAddr, id: &str) -> Peer {
 /// Joins `init`'s swarm on `addr` and waits until the initiator saw it.
 async fn joined(addr: SocketAddr, init: &mut Peer) -> Peer {
     let peer = join(addr, &init.id).await;
-    assert_eq!(expect(&mut init.stream, "join").await["cid"], peer.cid.as_str());
+    assert_eq!(
+        expect(&mut init.stream, "join").await["cid"],
+        peer.cid.as_str()
+    );
     peer
 }
 
@@ -185,16 +188,25 @@ async fn spanning(a: &Instance, b: &Instance) {
 
     // A peer on B leaves: the initiator on A gets its `leave`.
     drop(on_b.stream);
-    assert_eq!(expect(&mut init.stream, "leave").await["cid"], on_b.cid.as_str());
+    assert_eq!(
+        expect(&mut init.stream, "leave").await["cid"],
+        on_b.cid.as_str()
+    );
     eventually("B to forget the swarm", || b.signal.swarm_count() == 0).await;
 
     // Another joins on B; then the initiator leaves: the peers on both
     // instances get `close`, and the swarm is gone everywhere.
     let mut again = joined(b.addr(), &mut init).await;
     drop(init.stream);
-    assert_eq!(expect(&mut again.stream, "close").await["id"], init.id.as_str());
+    assert_eq!(
+        expect(&mut again.stream, "close").await["id"],
+        init.id.as_str()
+    );
     assert!(end(&mut again.stream).await, "B's peer ends cleanly");
-    assert_eq!(expect(&mut on_a.stream, "close").await["id"], init.id.as_str());
+    assert_eq!(
+        expect(&mut on_a.stream, "close").await["id"],
+        init.id.as_str()
+    );
     assert!(end(&mut on_a.stream).await, "A's peer ends cleanly");
     for addr in [a.addr(), b.addr()] {
         assert_eq!(get_status(addr, &format!("/{}", init.id)).await.status, 404);
@@ -252,9 +264,15 @@ async fn when_the_initiators_instance_dies_the_swarm_ends_on_the_others_within_t
     let started = tokio::time::Instant::now();
     cut.cut().await;
     // B's and C's sweepers both look; the swarm ends once for each peer.
-    assert_eq!(expect(&mut on_b.stream, "close").await["id"], init.id.as_str());
+    assert_eq!(
+        expect(&mut on_b.stream, "close").await["id"],
+        init.id.as_str()
+    );
     assert!(end(&mut on_b.stream).await);
-    assert_eq!(expect(&mut on_c.stream, "close").await["id"], init.id.as_str());
+    assert_eq!(
+        expect(&mut on_c.stream, "close").await["id"],
+        init.id.as_str()
+    );
     assert!(end(&mut on_c.stream).await);
     eprintln!("the swarm ended {:?} after the cut", started.elapsed());
     assert_eq!(
@@ -262,7 +280,10 @@ async fn when_the_initiators_instance_dies_the_swarm_ends_on_the_others_within_t
         404
     );
     // A, cut off for a whole lease, ends its own swarms too.
-    assert_eq!(expect(&mut init.stream, "close").await["id"], init.id.as_str());
+    assert_eq!(
+        expect(&mut init.stream, "close").await["id"],
+        init.id.as_str()
+    );
     assert!(end(&mut init.stream).await);
     b.server.stop().await;
     c.server.stop().await;
@@ -282,7 +303,10 @@ async fn a_peer_of_a_dead_instance_leaves_exactly_once() {
     let lost = joined(a.addr(), &mut init).await;
     let on_c = joined(c.addr(), &mut init).await;
     cut.cut().await;
-    assert_eq!(expect(&mut init.stream, "leave").await["cid"], lost.cid.as_str());
+    assert_eq!(
+        expect(&mut init.stream, "leave").await["cid"],
+        lost.cid.as_str()
+    );
     // Exactly one leave: the next event is this signal, after the sweeps
     // of B and C had time to run a few times.
     tokio::time::sleep(LEASE).await;
@@ -313,18 +337,72 @@ async fn bad_input_gets_the_answers_of_one_instance() {
         let id = init.id.clone();
         let id = id.as_str();
         let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
-            ("/foo/bar", Some("application/json"), "{}".into(), 404, "not found\n"),
-            (unknown, Some("application/json"), "{}".into(), 404, "no such swarm\n"),
+            (
+                "/foo/bar",
+                Some("application/json"),
+                "{}".into(),
+                404,
+                "not found\n",
+            ),
+            (
+                unknown,
+                Some("application/json"),
+                "{}".into(),
+                404,
+                "no such swarm\n",
+            ),
             (id, Some("text/plain"), "{}".into(), 415, ""),
             (id, Some("application/json"), "{".into(), 400, ""),
             (id, Some("application/json"), "5".into(), 400, ""),
-            (id, Some("application/json"), json!({"token": unknown, "data": 1}).to_string(), 401, ""),
-            (id, Some("application/json"), json!({"token": 5, "data": 1}).to_string(), 401, ""),
-            (id, Some("application/json"), json!({"token": peer.token}).to_string(), 400, "no data\n"),
-            (id, Some("application/json"), json!({"token": peer.token, "data": 1, "cid": 5}).to_string(), 400, "cid must be a string\n"),
-            (id, Some("application/json"), json!({"token": peer.token, "data": 1, "cid": unknown}).to_string(), 404, "no such peer (cid)\n"),
-            (id, Some("application/json"), json!({"token": peer.token, "data": 1, "cid": "x"}).to_string(), 404, "no such peer (cid)\n"),
-            (id, Some("application/json"), json!({"token": unknown}).to_string(), 401, ""),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": unknown, "data": 1}).to_string(),
+                401,
+                "",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": 5, "data": 1}).to_string(),
+                401,
+                "",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": peer.token}).to_string(),
+                400,
+                "no data\n",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": peer.token, "data": 1, "cid": 5}).to_string(),
+                400,
+                "cid must be a string\n",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": peer.token, "data": 1, "cid": unknown}).to_string(),
+                404,
+                "no such peer (cid)\n",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": peer.token, "data": 1, "cid": "x"}).to_string(),
+                404,
+                "no such peer (cid)\n",
+            ),
+            (
+                id,
+                Some("application/json"),
+                json!({"token": unknown}).to_string(),
+                401,
+                "",
+            ),
         ];
         for (path, ct, body, status, text) in cases {
             let path = format!("/{}", path.trim_start_matches('/'));
@@ -334,10 +412,23 @@ async fn bad_input_gets_the_answers_of_one_instance() {
                 assert_eq!(res.text(), text, "POST {path} {body}");
             }
         }
-        let too_big = format!(r#"{{"token":"{}","data":"{}"}}"#, peer.token, "x".repeat(20_000));
-        let res = post(elsewhere, &format!("/{id}"), Some("application/json"), &too_big).await;
+        let too_big = format!(
+            r#"{{"token":"{}","data":"{}"}}"#,
+            peer.token,
+            "x".repeat(20_000)
+        );
+        let res = post(
+            elsewhere,
+            &format!("/{id}"),
+            Some("application/json"),
+            &too_big,
+        )
+        .await;
         assert_eq!(res.status, 413);
-        assert_eq!(get_status(elsewhere, &format!("/{unknown}")).await.status, 404);
+        assert_eq!(
+            get_status(elsewhere, &format!("/{unknown}")).await.status,
+            404
+        );
         assert_eq!(get_status(elsewhere, "/nothex").await.status, 404);
         assert_eq!(get_status(elsewhere, "/a/b").await.status, 404);
     }

@@ -6,6 +6,9 @@
 //! grace window), and the fan-out of every message to every instance that
 //! has subscribers.
 //!
+//! The signal service has a seam of its own, [`SwarmBackplane`] (feature
+//! `signal`): where its swarms live when it runs as several instances.
+//!
 //! [`MemoryBackplane`] is the default: one process, everything in memory.
 //! Several hubs in one process can share one `MemoryBackplane`, and then
 //! behave as several instances behind one store would (the tests use this
@@ -64,8 +67,7 @@ pub use channels::*;
 pub use memory::MemoryBackplane;
 #[cfg(feature = "signal")]
 pub use swarm::{
-    JoinOutcome, Listening, Signal, SignalOutcome, SwarmBackplane, SwarmEvent, SwarmNode,
-    SwarmSink,
+    JoinOutcome, Listening, Signal, SignalOutcome, SwarmBackplane, SwarmEvent, SwarmNode, SwarmSink,
 };
 
 /// A boxed, sendable future: what the backplane's async operations return.

@@ -1,35 +1,5 @@
-//! Where a [`signal`](crate::signal) service's swarms live when it runs as
-//! several instances.
-//!
-//! Without a backplane a signal service keeps its swarms in memory: one
-//! instance. Given a [`SwarmBackplane`] (with feature `redis`,
-//! [`RedisBackplane`](super::RedisBackplane)), the instances that share it
-//! serve the same swarms: a peer may create a swarm on one instance and
-//! another join it on a second; signals, `join`, `leave` and `close` reach
-//! the peers wherever they are connected.
-//!
-//! # The contract
-//!
-//! - A service [attaches](SwarmBackplane::attach) once, before its first
-//!   swarm, and gets its [`SwarmNode`]: one instance, with an inbox (direct
-//!   signals for its peers) and a lease that it renews while it lives.
-//! - The registry of swarms (each swarm's initiator, its peers with the
-//!   instance that holds each, and a *hash* of each peer's token, never the
-//!   token) is the backplane's. The service keeps only its own peers'
-//!   streams.
-//! - Before a service answers a create or a join it
-//!   [listens](SwarmNode::listen) to the swarm, so that every event published
-//!   after the answer reaches it.
-//! - Events reach the [`SwarmSink`] of every instance that listens to the
-//!   swarm (broadcast signals, `join`, `leave`, `close`), or of the instance
-//!   that holds the target (a direct signal). Delivery is at most once, in
-//!   order per swarm for the events of the swarm; a direct signal travels
-//!   apart and may overtake them.
-//! - When an instance dies without leaving cleanly, its lease runs out and a
-//!   surviving instance removes its peers: their `leave`s go out, and a swarm
-//!   whose initiator was there ends for everyone, exactly once.
-//! - An instance that could not renew its lease for a whole lease, or finds
-//!   that it was removed, gets [`SwarmEvent::Lost`]: its swarms are over.
+//! The seam between the signal service and where its swarms live when it
+//! runs as several instances: [`SwarmBackplane`] and what goes with it.
 
 use std::any::Any;
 use std::fmt;
@@ -38,10 +8,42 @@ use std::sync::{Arc, Weak};
 use super::BoxFuture;
 use crate::error::Error;
 
-/// The shared registry of swarms behind a [`signal`](crate::signal) service
-/// (see the [module docs](self)); `signal::Builder::backplane` takes one.
+/// Where a [`signal`](crate::signal) service's swarms live when it runs as
+/// several instances; [`signal::Builder::backplane`] takes one.
+///
+/// Without a backplane a signal service keeps its swarms in memory: one
+/// instance. The instances that share a `SwarmBackplane` (with feature
+/// `redis`, [`RedisBackplane`](super::RedisBackplane)) serve the same swarms:
+/// a peer may create a swarm on one instance and another join it on a
+/// second; signals, `join`, `leave` and `close` reach the peers wherever
+/// they are connected.
+///
+/// # The contract
+///
+/// - A service [attaches](SwarmBackplane::attach) once, before its first
+///   swarm, and gets its [`SwarmNode`]: one instance, with an inbox (direct
+///   signals for its peers) and a lease that it renews while it lives.
+/// - The registry of swarms (each swarm's initiator, its peers with the
+///   instance that holds each, and a *hash* of each peer's token, never the
+///   token) is the backplane's. The service keeps only its own peers'
+///   streams.
+/// - Before a service answers a create or a join it
+///   [listens](SwarmNode::listen) to the swarm, so that every event
+///   published after the answer reaches it.
+/// - Events reach the [`SwarmSink`] of every instance that listens to the
+///   swarm (broadcast signals, `join`, `leave`, `close`), or of the instance
+///   that holds the target (a direct signal). Delivery is at most once, in
+///   order per swarm for the events of the swarm; a direct signal travels
+///   apart and may overtake them.
+/// - When an instance dies without leaving cleanly, its lease runs out and a
+///   surviving instance removes its peers: their `leave`s go out, and a
+///   swarm whose initiator was there ends for everyone, exactly once.
+/// - An instance that could not renew its lease for a whole lease, or finds
+///   that it was removed, gets [`SwarmEvent::Lost`]: its swarms are over.
 ///
 /// Ids, cids and tokens are the service's 32-lowercase-hex strings.
+///
+/// [`signal::Builder::backplane`]: crate::signal::Builder::backplane
 pub trait SwarmBackplane: Send + Sync + 'static {
     /// Joins as one instance: subscribes its inbox and starts renewing its
     /// lease. `sink` gets the events of the swarms the node

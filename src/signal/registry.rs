@@ -32,8 +32,8 @@ use super::builder::Config;
 use super::id::Id;
 use super::remote::Remote;
 use super::swarm::{peer_event, Outgoing, SendError, Swarm};
-use crate::delayed::{Completion, DelayedResponse, Heartbeat, ResponseFuture};
 use crate::backplane::SwarmBackplane;
+use crate::delayed::{Completion, DelayedResponse, Heartbeat, ResponseFuture};
 use crate::http::lock;
 use crate::limit::{ClientKey, PerClient, Permit, RateLimit};
 use crate::sse::Event;
@@ -351,11 +351,7 @@ impl Registry {
     }
 
     /// `POST /{id}`: checks the token and the target, then delivers.
-    pub(crate) async fn send(
-        self: &Arc<Self>,
-        id: Id,
-        out: Outgoing<'_>,
-    ) -> Result<(), SendError> {
+    pub(crate) async fn send(self: &Arc<Self>, id: Id, out: Outgoing<'_>) -> Result<(), SendError> {
         if let Some(remote) = &self.remote {
             return self.send_remote(remote, id, out).await;
         }
