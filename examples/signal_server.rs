@@ -48,21 +48,26 @@ several instances, one Redis (feature redis): start two with --redis URL and
 
 RUST_LOG=delayed_response::signal=debug shows swarms and peers coming and going.";
 
-/// The command line: `common::args`' options, and `--redis URL`.
+/// The command line: `common::args`' options, `--redis URL` and
+/// `--redis-lease-ms MS`.
 struct Args {
     addr: String,
     tls: Tls,
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     redis: Option<String>,
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    lease_ms: u64,
 }
 
 fn args() -> Args {
     let usage = format!(
-        "usage: signal_server [--addr HOST:PORT] [--redis URL]{TLS_USAGE}\n\n\
+        "usage: signal_server [--addr HOST:PORT] [--redis URL [--redis-lease-ms MS]]{TLS_USAGE}\n\n\
          options:\n  \
          --addr HOST:PORT  where to listen (default 127.0.0.1:9000; port 0 picks a free one)\n  \
          --redis URL       keep the swarms in Redis (redis://HOST:PORT), shared by every\n                    \
-         signal_server on it (feature redis)\
+         signal_server on it (feature redis)\n  \
+         --redis-lease-ms MS\n                    \
+         how soon the others notice that an instance died (default 15000)\
          {TLS_OPTIONS}\n  \
          -h, --help        print this help and exit"
     );
@@ -71,6 +76,7 @@ fn args() -> Args {
         addr: "127.0.0.1:9000".to_string(),
         tls: Tls::default(),
         redis: None,
+        lease_ms: 15_000,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -88,6 +94,11 @@ fn args() -> Args {
             "--addr" => out.addr = value("--addr"),
             "--redis" if cfg!(feature = "redis") => out.redis = Some(value("--redis")),
             "--redis" => fail("--redis needs the feature redis (--features redis)"),
+            "--redis-lease-ms" => {
+                out.lease_ms = value("--redis-lease-ms")
+                    .parse()
+                    .unwrap_or_else(|_| fail("--redis-lease-ms takes a number of milliseconds"))
+            }
             other => fail(&format!("unknown argument {other:?}")),
         }
     }
@@ -112,7 +123,10 @@ async fn main() {
         .max_swarms_per_client(signal::DEFAULT_MAX_SWARMS_PER_CLIENT);
     #[cfg(feature = "redis")]
     if let Some(url) = &args.redis {
-        match delayed_response::backplane::RedisBackplane::connect(url).await {
+        let backplane = delayed_response::backplane::RedisBackplane::builder(url)
+            .lease(Duration::from_millis(args.lease_ms))
+            .connect();
+        match backplane.await {
             Ok(backplane) => builder = builder.backplane(std::sync::Arc::new(backplane)),
             Err(e) => {
                 eprintln!("signal_server: redis at {url}: {e}");

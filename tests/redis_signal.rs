@@ -1,5 +1,8 @@
 //! Signal swarms across instances: signal services on their own ports, each
-//! with its own `RedisBackplane`, sharing one real `redis-server`.
+//! with its own `RedisBackplane`, sharing one real `redis-server`; and two
+//! `signal_server` processes, one killed with SIGKILL. Run alone (`--test
+//! redis_signal`), cargo does not rebuild the examples: build them first
+//! (`cargo build --all-features --examples`).
 #![cfg(all(feature = "redis", feature = "signal"))]
 
 mod support;
@@ -15,6 +18,7 @@ use cut::Cut;
 use delayed_response::backplane::RedisBackplane;
 use delayed_response::signal;
 use serde_json::{json, Value};
+use support::example::{example, listen};
 use support::redis::RedisServer;
 use support::sse::SseStream;
 use support::*;
@@ -452,4 +456,38 @@ async fn redis_out_of_reach_answers_503_with_retry_after() {
     let res = post_json(a.addr(), &init.id, json!({"token": init.token, "data": 1})).await;
     assert_eq!(res.status, 503, "{}", res.text());
     a.server.stop().await;
+}
+
+#[tokio::test]
+async fn two_example_processes_share_a_swarm_and_a_sigkill_ends_it_on_the_survivor() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let lease = LEASE.as_millis().to_string();
+    let start = || async {
+        let mut cmd = example("signal_server");
+        cmd.args(["--redis", &redis.url(), "--redis-lease-ms", &lease]);
+        listen(&mut cmd, "http").await
+    };
+    let mut a = start().await;
+    let b = start().await;
+    let mut init = create(a.addr).await;
+    let mut peer = joined(b.addr, &mut init).await;
+    send(a.addr, &peer, Some(&init), json!("offer")).await;
+    got(&mut init, &peer.cid, json!("offer")).await;
+    send(b.addr, &init, Some(&peer), json!("answer")).await;
+    got(&mut peer, &init.cid, json!("answer")).await;
+
+    // SIGKILL: no leave, no goodbye; B's sweeper ends the swarm.
+    a.child.start_kill().unwrap();
+    a.child.wait().await.unwrap();
+    assert_eq!(
+        expect(&mut peer.stream, "close").await["id"],
+        init.id.as_str()
+    );
+    assert!(end(&mut peer.stream).await);
+    assert_eq!(
+        get_status(b.addr, &format!("/{}", init.id)).await.status,
+        404
+    );
 }
