@@ -9,6 +9,8 @@ mod support;
 
 #[path = "redis_signal/cut.rs"]
 mod cut;
+#[path = "redis_signal/peers.rs"]
+mod peers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,10 +19,10 @@ use std::time::Duration;
 use cut::Cut;
 use delayed_response::backplane::RedisBackplane;
 use delayed_response::signal;
+use peers::*;
 use serde_json::{json, Value};
 use support::example::{example, listen};
 use support::redis::RedisServer;
-use support::sse::SseStream;
 use support::*;
 
 /// Short, so that a dead instance is noticed quickly.
@@ -48,102 +50,6 @@ async fn instance(url: &str, builder: signal::Builder) -> Instance {
     let signal = builder.backplane(Arc::new(backplane)).build();
     let server = serve(signal.clone()).await;
     Instance { signal, server }
-}
-
-// The SSE and HTTP helpers' futures hold read buffers: boxed here, so that a
-// long test's future stays small (a debug build gives every await its own
-// slot, and the test thread's stack is 2 MiB).
-
-async fn expect(stream: &mut SseStream, name: &str) -> Value {
-    Box::pin(stream.expect(name)).await
-}
-
-async fn end(stream: &mut SseStream) -> bool {
-    Box::pin(stream.end()).await
-}
-
-fn s(v: &Value, key: &str) -> String {
-    v[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-        .to_string()
-}
-
-/// A peer: its stream and what its `connect` event said.
-struct Peer {
-    stream: SseStream,
-    id: String,
-    cid: String,
-    token: String,
-}
-
-async fn open(addr: SocketAddr, path: &str, status: u16) -> Peer {
-    let mut stream = Box::pin(SseStream::open(addr, path)).await;
-    assert_eq!(stream.status, status, "GET {path}");
-    let connect = expect(&mut stream, "connect").await;
-    Peer {
-        stream,
-        id: s(&connect, "id"),
-        cid: s(&connect, "cid"),
-        token: s(&connect, "token"),
-    }
-}
-
-async fn create(addr: SocketAddr) -> Peer {
-    open(addr, "/", 201).await
-}
-
-async fn join(addr: SocketAddr, id: &str) -> Peer {
-    let peer = open(addr, &format!("/{id}"), 200).await;
-    assert_eq!(peer.id, id);
-    peer
-}
-
-/// Joins `init`'s swarm on `addr` and waits until the initiator saw it.
-async fn joined(addr: SocketAddr, init: &mut Peer) -> Peer {
-    let peer = join(addr, &init.id).await;
-    assert_eq!(
-        expect(&mut init.stream, "join").await["cid"],
-        peer.cid.as_str()
-    );
-    peer
-}
-
-async fn post_json(addr: SocketAddr, id: &str, body: Value) -> RawResponse {
-    Box::pin(post(
-        addr,
-        &format!("/{id}"),
-        Some("application/json"),
-        &body.to_string(),
-    ))
-    .await
-}
-
-/// POSTs a signal and checks it was sent.
-async fn send(addr: SocketAddr, from: &Peer, to: Option<&Peer>, data: Value) {
-    let mut body = json!({"token": from.token, "data": data});
-    if let Some(to) = to {
-        body["cid"] = json!(to.cid);
-    }
-    let res = post_json(addr, &from.id, body).await;
-    assert_eq!(res.status, 200, "{}", res.text());
-}
-
-/// The next event must be a signal from cid `from` with `data`.
-async fn got(peer: &mut Peer, from: &str, data: Value) {
-    assert_eq!(
-        expect(&mut peer.stream, "signal").await,
-        json!({"from": from, "data": data})
-    );
-}
-
-async fn get_status(addr: SocketAddr, path: &str) -> RawResponse {
-    let mut stream = send_raw(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
-    )
-    .await;
-    Box::pin(read_response(&mut stream)).await
 }
 
 #[tokio::test]
@@ -320,6 +226,33 @@ async fn a_peer_of_a_dead_instance_leaves_exactly_once() {
     b.server.stop().await;
     c.server.stop().await;
     a.server.stop().await;
+}
+
+#[tokio::test]
+async fn a_redis_that_lost_its_data_ends_the_swarms_it_forgot() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let a = instance(&redis.url(), signal::Service::builder()).await;
+    let b = instance(&redis.url(), signal::Service::builder()).await;
+    let mut init = create(a.addr()).await;
+    let mut on_b = joined(b.addr(), &mut init).await;
+    assert!(redis.command("FLUSHALL").await.starts_with("+OK"));
+    // Each instance's next tick finds its lease gone: its streams end,
+    // rather than stay in a swarm nobody else can find.
+    assert_eq!(
+        expect(&mut on_b.stream, "close").await["id"],
+        init.id.as_str()
+    );
+    assert_eq!(
+        expect(&mut init.stream, "close").await["id"],
+        init.id.as_str()
+    );
+    // And the instances go on: a new swarm spans them again.
+    let mut init = create(a.addr()).await;
+    let _peer = joined(b.addr(), &mut init).await;
+    a.server.stop().await;
+    b.server.stop().await;
 }
 
 #[tokio::test]
