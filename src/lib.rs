@@ -43,8 +43,9 @@
 //!   [`OnDeadline`](delayed::OnDeadline) hook on the core.
 //! - `hub` (feature `hub`): pub/sub channels over SSE and long-poll, with
 //!   cursors and replay, presence, JWT auth (feature `jwt`) and abuse limits.
-//! - `backplane` (feature `hub`): where the hub's history, presence and
-//!   fan-out live; in memory by default.
+//! - `backplane`: where the hub's history, presence and fan-out (feature
+//!   `hub`) and signal's swarms (feature `signal`) live; in memory by
+//!   default, in Redis with feature `redis`.
 //! - [`limit`]: per-client limits: who a request comes from
 //!   ([`limit::ClientKey`]), and the `429 Too Many Requests` every service
 //!   answers a client at its cap.
@@ -70,7 +71,7 @@
 //! | | `proxy` | `delayed`, `http` |
 //! | | `limit` | `body`, `http`, `server` |
 //! | shared state | `backplane` (feature `hub`) | the core |
-//! | services | `park`, `pipe`, `signal`, `hub` | the core, `limit`; `hub` also `backplane`; never one another |
+//! | services | `park`, `pipe`, `signal`, `hub` | the core, `limit`; `hub` and `signal` also `backplane`; never one another |
 //! | tools | `testing` | the core |
 //!
 //! The core knows nothing of the services: `park` plugs into `wait` through
@@ -88,7 +89,7 @@
 //! | `signal` | yes | SSE signalling swarms (getrandom, form_urlencoded) |
 //! | `hub` | no | pub/sub channels with history, presence and auth over SSE and long-poll, on a backplane (getrandom, form_urlencoded) |
 //! | `jwt` | no | `hub::JwtAuthorizer`, HS256 tokens (jsonwebtoken) |
-//! | `redis` | no | `backplane::RedisBackplane`: the hub's history, fan-out and presence in Redis, for several instances (redis) |
+//! | `redis` | no | `backplane::RedisBackplane`: the hub's history, fan-out and presence, and signal's swarms, in Redis, for several instances (redis) |
 //! | `testing` | no | `testing::RouterSim` |
 //! | `tls` | no | HTTPS for `server::Server` (`Server::tls`, `server::load_tls_config`; tokio-rustls with the *ring* provider) |
 //! | `full` | no | all of the above |

@@ -6,6 +6,9 @@
 //! grace window), and the fan-out of every message to every instance that
 //! has subscribers.
 //!
+//! The signal service has a seam of its own, [`SwarmBackplane`] (feature
+//! `signal`): where its swarms live when it runs as several instances.
+//!
 //! [`MemoryBackplane`] is the default: one process, everything in memory.
 //! Several hubs in one process can share one `MemoryBackplane`, and then
 //! behave as several instances behind one store would (the tests use this
@@ -50,6 +53,8 @@ mod channels;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "signal")]
+mod swarm;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +65,10 @@ pub use self::redis::{RedisBackplane, RedisBuilder};
 pub use channels::*;
 #[cfg(feature = "hub")]
 pub use memory::MemoryBackplane;
+#[cfg(feature = "signal")]
+pub use swarm::{
+    JoinOutcome, Listening, Signal, SignalOutcome, SwarmBackplane, SwarmEvent, SwarmNode, SwarmSink,
+};
 
 /// A boxed, sendable future: what the backplane's async operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

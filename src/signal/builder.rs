@@ -1,5 +1,6 @@
 //! The settings of a signal service.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -7,6 +8,7 @@ use http::HeaderValue;
 
 use super::registry::Registry;
 use super::Service;
+use crate::backplane::SwarmBackplane;
 use crate::limit::Rate;
 
 /// The default [`body_limit`](Builder::body_limit): 10 KiB, as
@@ -60,10 +62,20 @@ impl Default for Config {
 
 /// Settings of a signal [`Service`]; see the Defaults table in the
 /// [module docs](super).
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct Builder {
     config: Config,
+    backplane: Option<Arc<dyn SwarmBackplane>>,
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("config", &self.config)
+            .field("backplane", &self.backplane.is_some())
+            .finish()
+    }
 }
 
 impl Builder {
@@ -209,8 +221,34 @@ impl Builder {
         self
     }
 
+    /// Where the swarms live, so that several instances of the service
+    /// serve the same swarms (default: none, this instance's memory). See
+    /// [Several instances](super#several-instances).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[cfg(feature = "redis")]
+    /// # async fn run() -> Result<(), delayed_response::Error> {
+    /// use std::sync::Arc;
+    /// use delayed_response::backplane::RedisBackplane;
+    /// use delayed_response::signal;
+    ///
+    /// let backplane = RedisBackplane::connect("redis://127.0.0.1:6379").await?;
+    /// let signal = signal::Service::builder()
+    ///     .backplane(Arc::new(backplane))
+    ///     .build();
+    /// # let _ = signal;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn backplane(mut self, backplane: Arc<dyn SwarmBackplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
+    }
+
     /// The service.
     pub fn build(self) -> Service {
-        Service::from_registry(Arc::new(Registry::new(self.config)))
+        Service::from_registry(Arc::new(Registry::new(self.config, self.backplane)))
     }
 }

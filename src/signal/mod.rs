@@ -96,6 +96,42 @@
 //! The per-client caps answer `Retry-After: 5`; the rate answers the whole
 //! seconds until the client's next token.
 //!
+//! # Several instances
+//!
+//! With a [`backplane`](Builder::backplane) (feature `redis`:
+//! [`RedisBackplane`](crate::backplane::RedisBackplane)), several instances
+//! of the service behind one address serve the same swarms: a swarm
+//! created on one instance can be joined on another, and signals, `join`,
+//! `leave` and `close` reach every peer wherever its stream is. The
+//! registry (each swarm, its initiator, its peers with the instance that
+//! holds each, and a hash of each token, never the token) lives in the
+//! backplane; an instance keeps only its own peers' streams.
+//!
+//! - A POST may land on any instance. It costs one round trip to Redis
+//!   (plus one to see whether the swarm exists when no peer of it is on
+//!   that instance), whatever the number of peers.
+//! - [`max_peers`](Builder::max_peers) and
+//!   [`max_swarms`](Builder::max_swarms) count over every instance. The
+//!   per-client caps and the signal rate stay per instance: a client
+//!   spread over N instances may hold N times its cap.
+//! - Each instance holds a lease ([`RedisBuilder::lease`], 15 s by default),
+//!   renewed every third of it. When an instance dies without a word, its
+//!   lease runs out and a surviving instance removes its peers: their
+//!   `leave`s go out, and the swarms whose initiator was there end for
+//!   everyone (`close`) within about one lease and a third. An instance
+//!   that cannot reach Redis for a whole lease ends its own swarms too.
+//! - A direct signal (`cid`) goes to the instance that holds its target,
+//!   and is `200` once handed over: a target too slow to take it is then
+//!   disconnected there (and leaves) rather than answering `404`. It
+//!   travels apart from the swarm's other events and may overtake a
+//!   broadcast sent just before it.
+//! - Redis out of reach: a `GET` or `POST` that needs it answers `503` with
+//!   `Retry-After: 1`; the streams here stay open.
+//! - [`Service::swarm_count`] and [`Service::peer_count`] count this
+//!   instance's view (the swarms with a peer here, and their peers here).
+//!
+//! [`RedisBuilder::lease`]: crate::backplane::RedisBuilder::lease
+//!
 //! # Defaults
 //!
 //! | setting | default |
@@ -111,6 +147,7 @@
 //! | [`envelope`](Builder::envelope) | on: `{"from", "data"}` |
 //! | [`echo`](Builder::echo) | on: a broadcast reaches its sender too |
 //! | [`allow_origin`](Builder::allow_origin) | none: no CORS headers, `OPTIONS` is `405` |
+//! | [`backplane`](Builder::backplane) | none: the swarms live in this instance's memory |
 //!
 //! # Examples
 //!
@@ -145,11 +182,13 @@
 // builder: the settings; service: routing and the HTTP answers; registry:
 // the swarms of one service and how streams join and leave them; swarm: one
 // swarm's peers and the delivery of a signal; id: ids, cids and tokens;
-// params: the body of a POST.
+// params: the body of a POST; remote: swarms across instances, through a
+// backplane.
 mod builder;
 mod id;
 mod params;
 mod registry;
+mod remote;
 mod service;
 mod swarm;
 

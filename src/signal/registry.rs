@@ -14,6 +14,9 @@
 //! or ended by us) the response's outcome hook removes the peer, so there is
 //! no task per peer.
 //!
+//! With a backplane the swarms span instances: the map holds only the
+//! swarms with a peer here, and `remote.rs` does the rest.
+//!
 //! Per-client caps: a stream holds a [`Permit`] of its client's peer cap
 //! from before its `connect` event until its outcome hook runs, so it is
 //! given back however the stream ends; a swarm holds one of its creator's
@@ -27,7 +30,9 @@ use http::StatusCode;
 
 use super::builder::Config;
 use super::id::Id;
+use super::remote::Remote;
 use super::swarm::{peer_event, Outgoing, SendError, Swarm};
+use crate::backplane::SwarmBackplane;
 use crate::delayed::{Completion, DelayedResponse, Heartbeat, ResponseFuture};
 use crate::http::lock;
 use crate::limit::{ClientKey, PerClient, Permit, RateLimit};
@@ -47,15 +52,18 @@ pub(crate) enum Refusal {
     NoPeer,
     PeerTooSlow,
     NoRandomness,
+    /// The backplane is out of reach.
+    Unavailable,
 }
 
 impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Refusal::NoSwarm | Refusal::NoPeer | Refusal::PeerTooSlow => StatusCode::NOT_FOUND,
-            Refusal::SwarmFull | Refusal::TooManySwarms | Refusal::NoRandomness => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Refusal::SwarmFull
+            | Refusal::TooManySwarms
+            | Refusal::NoRandomness
+            | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::ClientPeers | Refusal::ClientSwarms => StatusCode::TOO_MANY_REQUESTS,
             Refusal::BadToken => StatusCode::UNAUTHORIZED,
         }
@@ -73,6 +81,7 @@ impl Refusal {
             Refusal::NoPeer => "no such peer (cid)\n",
             Refusal::PeerTooSlow => "peer was too slow and has been disconnected\n",
             Refusal::NoRandomness => "no randomness available\n",
+            Refusal::Unavailable => "the swarm registry is unavailable; retry\n",
         }
     }
 }
@@ -83,14 +92,18 @@ pub(crate) struct Registry {
     /// answers `201`, a joined one `200`), so that a stream copies none.
     initiator_stream: DelayedResponse,
     peer_stream: DelayedResponse,
-    swarms: Mutex<HashMap<Id, Arc<Swarm>>>,
+    /// The swarms with a peer here (with a backplane, the others are
+    /// elsewhere).
+    pub(super) swarms: Mutex<HashMap<Id, Arc<Swarm>>>,
     peers_per_client: Arc<PerClient>,
-    swarms_per_client: Arc<PerClient>,
+    pub(super) swarms_per_client: Arc<PerClient>,
     signal_rate: Option<RateLimit>,
+    /// The backplane, if the swarms span instances (see `remote.rs`).
+    pub(super) remote: Option<Remote>,
 }
 
 impl Registry {
-    pub(crate) fn new(config: Config) -> Self {
+    pub(crate) fn new(config: Config, backplane: Option<Arc<dyn SwarmBackplane>>) -> Self {
         let stream = |status| {
             DelayedResponse::new()
                 .heartbeat(Heartbeat::sse(config.keep_alive))
@@ -105,6 +118,7 @@ impl Registry {
             peers_per_client: PerClient::new(config.max_peers_per_client),
             swarms_per_client: PerClient::new(config.max_swarms_per_client),
             signal_rate: config.signal_rate_per_client.map(RateLimit::new),
+            remote: backplane.map(Remote::new),
             config,
         }
     }
@@ -119,14 +133,20 @@ impl Registry {
         count
     }
 
-    fn find(&self, id: Id) -> Option<Arc<Swarm>> {
+    pub(super) fn find(&self, id: Id) -> Option<Arc<Swarm>> {
         lock(&self.swarms).get(&id).cloned()
     }
 
     /// Is there an open swarm with this id? (A POST checks before reading
     /// its body.)
-    pub(crate) fn exists(&self, id: Id) -> bool {
-        self.find(id).is_some()
+    pub(crate) async fn exists(self: &Arc<Self>, id: Id) -> Result<bool, Refusal> {
+        if self.find(id).is_some() {
+            return Ok(true);
+        }
+        match &self.remote {
+            Some(remote) => self.exists_remote(remote, id).await,
+            None => Ok(false),
+        }
     }
 
     /// Takes a token from `client`'s bucket, if POSTs are rate-limited;
@@ -139,7 +159,7 @@ impl Registry {
     }
 
     /// One stream of `client`'s cap.
-    fn peer_permit(&self, client: &ClientKey) -> Result<Permit, Refusal> {
+    pub(super) fn peer_permit(&self, client: &ClientKey) -> Result<Permit, Refusal> {
         self.peers_per_client.try_acquire(client).ok_or_else(|| {
             tracing::debug!(%client, "signal: client at its cap of open streams");
             Refusal::ClientPeers
@@ -148,7 +168,19 @@ impl Registry {
 
     /// `GET /`: a new swarm whose initiator is this stream. `base` is the
     /// request's builder (its shutdown signal); `client` is who asks.
-    pub(crate) fn create(
+    pub(crate) async fn create(
+        self: &Arc<Self>,
+        base: DelayedResponse,
+        client: &ClientKey,
+    ) -> Result<ResponseFuture, Refusal> {
+        match &self.remote {
+            Some(remote) => self.create_remote(remote, base, client).await,
+            None => self.create_here(base, client),
+        }
+    }
+
+    /// `GET /` without a backplane.
+    fn create_here(
         self: &Arc<Self>,
         base: DelayedResponse,
         client: &ClientKey,
@@ -164,7 +196,7 @@ impl Registry {
             return Err(Refusal::TooManySwarms);
         }
         let (id, cid, token) = (random()?, random()?, random()?);
-        let swarm = Arc::new(Swarm::new(id, cid, swarm_permit));
+        let swarm = Arc::new(Swarm::new(id, Some(cid), Some(swarm_permit)));
         let (future, completion) =
             self.open_stream(base, &swarm, cid, token, peer_permit, StatusCode::CREATED);
         lock(&swarm.state).add(cid, token, completion);
@@ -188,7 +220,20 @@ impl Registry {
     }
 
     /// `GET /{id}`: joins an open swarm.
-    pub(crate) fn join(
+    pub(crate) async fn join(
+        self: &Arc<Self>,
+        base: DelayedResponse,
+        id: Id,
+        client: &ClientKey,
+    ) -> Result<ResponseFuture, Refusal> {
+        match &self.remote {
+            Some(remote) => self.join_remote(remote, base, id, client).await,
+            None => self.join_here(base, id, client),
+        }
+    }
+
+    /// `GET /{id}` without a backplane.
+    fn join_here(
         self: &Arc<Self>,
         base: DelayedResponse,
         id: Id,
@@ -225,7 +270,7 @@ impl Registry {
     /// A peer's stream, with its `connect` event already queued (which
     /// commits the head: the client sees the status at once). The stream
     /// holds `permit` until it is over.
-    fn open_stream(
+    pub(super) fn open_stream(
         self: &Arc<Self>,
         base: DelayedResponse,
         swarm: &Arc<Swarm>,
@@ -274,6 +319,9 @@ impl Registry {
     /// `leave` to the initiator, or the end of the swarm if it was the
     /// initiator.
     fn leave(&self, swarm: &Arc<Swarm>, cid: Id) {
+        if let Some(remote) = &self.remote {
+            return self.forget(Some(remote), swarm, cid, false);
+        }
         let close = lock(&swarm.state).remove(swarm.id, cid, false);
         if close {
             self.close(swarm);
@@ -282,7 +330,7 @@ impl Registry {
 
     /// Ends the swarm: every remaining stream gets `close` and ends cleanly,
     /// and the id is forgotten.
-    fn close(&self, swarm: &Arc<Swarm>) {
+    pub(super) fn close(&self, swarm: &Arc<Swarm>) {
         let peers = lock(&swarm.state).close();
         {
             let mut swarms = lock(&self.swarms);
@@ -303,7 +351,10 @@ impl Registry {
     }
 
     /// `POST /{id}`: checks the token and the target, then delivers.
-    pub(crate) fn send(&self, id: Id, out: Outgoing<'_>) -> Result<(), SendError> {
+    pub(crate) async fn send(self: &Arc<Self>, id: Id, out: Outgoing<'_>) -> Result<(), SendError> {
+        if let Some(remote) = &self.remote {
+            return self.send_remote(remote, id, out).await;
+        }
         let swarm = self.find(id).ok_or(Refusal::NoSwarm)?;
         let mut close = false;
         let result = lock(&swarm.state).deliver(&self.config, swarm.id, out, &mut close);
@@ -314,7 +365,7 @@ impl Registry {
     }
 }
 
-fn random() -> Result<Id, Refusal> {
+pub(super) fn random() -> Result<Id, Refusal> {
     Id::random().map_err(|error| {
         tracing::error!(%error, "the OS random number generator failed");
         Refusal::NoRandomness

@@ -7,7 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{
     HeaderValue, ACCEPT, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_LENGTH, CONTENT_TYPE, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+    VARY,
 };
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -176,8 +177,8 @@ async fn listen(registry: &Arc<Registry>, route: Route, req: &Parts) -> Response
     let base = DelayedResponse::for_parts(req);
     let client = ClientKey::from_extensions(&req.extensions);
     let stream = match route {
-        Route::Root => registry.create(base, &client),
-        Route::Swarm(id) => registry.join(base, id, &client),
+        Route::Root => registry.create(base, &client).await,
+        Route::Swarm(id) => registry.join(base, id, &client).await,
         Route::Unknown => Err(Refusal::NoSwarm),
         Route::Stray => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
@@ -234,7 +235,7 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
     !present
 }
 
-async fn send<B>(registry: &Registry, route: Route, req: &Parts, body: B) -> Response<Body>
+async fn send<B>(registry: &Arc<Registry>, route: Route, req: &Parts, body: B) -> Response<Body>
 where
     B: http_body::Body + Send + 'static,
     B::Error: Into<BoxError>,
@@ -245,8 +246,12 @@ where
         return too_many_requests(wait, "too many signals from this client; slow down\n");
     }
     let id = match route {
-        Route::Swarm(id) if registry.exists(id) => id,
-        Route::Swarm(_) | Route::Unknown => return refused(Refusal::NoSwarm),
+        Route::Swarm(id) => match registry.exists(id).await {
+            Ok(true) => id,
+            Ok(false) => return refused(Refusal::NoSwarm),
+            Err(refusal) => return refused(refusal),
+        },
+        Route::Unknown => return refused(Refusal::NoSwarm),
         Route::Root | Route::Stray => return text(StatusCode::NOT_FOUND, "not found\n"),
     };
     let limit = registry.config.body_limit;
@@ -275,7 +280,7 @@ where
             "the body must be a JSON object or array\n",
         );
     };
-    match registry.send(id, params::outgoing(&parsed)) {
+    match registry.send(id, params::outgoing(&parsed)).await {
         Ok(()) => text(StatusCode::OK, "OK"),
         Err(SendError::Refused(refusal)) => refused(refusal),
         Err(SendError::NoData) => text(StatusCode::BAD_REQUEST, "no data\n"),
@@ -294,6 +299,12 @@ fn refused(refusal: Refusal) -> Response<Body> {
     match refusal.status() {
         StatusCode::TOO_MANY_REQUESTS => {
             too_many_requests(CLIENT_CAP_RETRY_AFTER, refusal.reason())
+        }
+        status if refusal == Refusal::Unavailable => {
+            let mut res = text(status, refusal.reason());
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            res
         }
         status => text(status, refusal.reason()),
     }

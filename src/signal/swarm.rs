@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::builder::Config;
 use super::id::Id;
 use super::registry::Refusal;
+use crate::backplane::Listening;
 use crate::delayed::Completion;
 use crate::limit::Permit;
 use crate::sse::Event;
@@ -54,20 +55,26 @@ impl From<Refusal> for SendError {
 pub(super) struct Swarm {
     pub(super) id: Id,
     pub(super) state: Mutex<SwarmState>,
+    /// With a backplane: this instance's subscription to the swarm's
+    /// events, taken by its first local peer and dropped with the swarm.
+    pub(super) listening: tokio::sync::OnceCell<Listening>,
 }
 
 impl Swarm {
-    /// `permit`: one unit of the creator's `max_swarms_per_client`.
-    pub(super) fn new(id: Id, initiator: Id, permit: Permit) -> Swarm {
+    /// `initiator`: its cid, when its stream is here. `permit`: one unit of
+    /// the creator's `max_swarms_per_client`.
+    pub(super) fn new(id: Id, initiator: Option<Id>, permit: Option<Permit>) -> Swarm {
         Swarm {
             id,
             state: Mutex::new(SwarmState {
                 open: true,
-                permit: Some(permit),
+                permit,
                 initiator,
+                pending: 0,
                 peers: HashMap::new(),
                 tokens: HashMap::new(),
             }),
+            listening: tokio::sync::OnceCell::new(),
         }
     }
 }
@@ -77,7 +84,12 @@ pub(super) struct SwarmState {
     pub(super) open: bool,
     /// The creator's swarm permit, given back when the swarm closes.
     permit: Option<Permit>,
-    initiator: Id,
+    /// The initiator's cid, if its stream is here (with a backplane, it may
+    /// be on another instance).
+    initiator: Option<Id>,
+    /// With a backplane: joins on their way (the swarm is kept while there
+    /// are some, even without peers here).
+    pub(super) pending: usize,
     peers: HashMap<Id, Peer>,
     /// token → cid: a token belongs to exactly one peer.
     tokens: HashMap<Id, Id>,
@@ -142,14 +154,36 @@ impl SwarmState {
                 Some(cid)
             }
         };
+        let failed = self.write_signal(config, from, target, data);
+        for &(cid, slow) in &failed {
+            if self.remove(swarm_id, cid, slow) {
+                *close = true;
+            }
+        }
+        match (target, failed.first()) {
+            (Some(_), Some(&(_, true))) => Err(Refusal::PeerTooSlow.into()),
+            (Some(_), Some(&(_, false))) => Err(Refusal::NoPeer.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Writes a `signal` event from `from` to `target` (or every peer here);
+    /// returns the peers whose write failed: (cid, too slow?). A write also
+    /// fails for a stream that is closing; its outcome hook may not have run
+    /// yet.
+    pub(super) fn write_signal(
+        &self,
+        config: &Config,
+        from: Id,
+        target: Option<Id>,
+        data: String,
+    ) -> Vec<(Id, bool)> {
         let json = if config.envelope {
             format!(r#"{{"from":"{from}","data":{data}}}"#)
         } else {
             data
         };
         let event = Event::new().event("signal").data(json).encode();
-        // Peers whose write failed: (cid, too slow?). A write also fails for
-        // a stream that is closing; its outcome hook may not have run yet.
         let mut failed = Vec::new();
         match target {
             Some(cid) => {
@@ -170,24 +204,33 @@ impl SwarmState {
                 }
             }
         }
-        for &(cid, slow) in &failed {
-            if self.remove(swarm_id, cid, slow) {
-                *close = true;
-            }
-        }
-        match (target, failed.first()) {
-            (Some(_), Some(&(_, true))) => Err(Refusal::PeerTooSlow.into()),
-            (Some(_), Some(&(_, false))) => Err(Refusal::NoPeer.into()),
-            _ => Ok(()),
-        }
+        failed
+    }
+
+    /// Is nobody here, and nobody on the way? (With a backplane the swarm
+    /// is then forgotten here.)
+    pub(super) fn unused(&self) -> bool {
+        self.peers.is_empty() && self.pending == 0
+    }
+
+    /// The cids of the peers here.
+    pub(super) fn cids(&self) -> Vec<Id> {
+        self.peers.keys().copied().collect()
     }
 
     /// Removes a peer; true when the swarm must now close (the initiator
     /// left, or cannot even be told that a peer left).
     pub(super) fn remove(&mut self, swarm_id: Id, cid: Id, slow: bool) -> bool {
-        let Some(peer) = self.peers.remove(&cid) else {
-            return false;
-        };
+        match self.take(swarm_id, cid, slow) {
+            None => false,
+            Some(true) => true,
+            Some(false) => !self.tell_initiator(peer_event("leave", swarm_id, cid)),
+        }
+    }
+
+    /// Removes a peer and tells nobody; `Some(initiator?)` if it was here.
+    pub(super) fn take(&mut self, swarm_id: Id, cid: Id, slow: bool) -> Option<bool> {
+        let peer = self.peers.remove(&cid)?;
         self.tokens.remove(&peer.token);
         if slow {
             tracing::debug!(swarm = %swarm_id, %cid, "peer too slow; disconnected");
@@ -196,16 +239,13 @@ impl SwarmState {
         } else {
             tracing::debug!(swarm = %swarm_id, %cid, "peer left");
         }
-        if cid == self.initiator {
-            return true;
-        }
-        !self.tell_initiator(peer_event("leave", swarm_id, cid))
+        Some(self.initiator == Some(cid))
     }
 
     /// Writes to the initiator; false if it is gone or too slow (then the
     /// swarm must close, so the initiator's stream is failed here).
     pub(super) fn tell_initiator(&mut self, event: Bytes) -> bool {
-        let Some(initiator) = self.peers.get(&self.initiator) else {
+        let Some(initiator) = self.initiator.and_then(|cid| self.peers.get(&cid)) else {
             return false;
         };
         match initiator.completion.write(event) {

@@ -21,6 +21,10 @@ mod fanout;
 mod history;
 mod presence;
 mod scripts;
+#[cfg(feature = "signal")]
+mod swarm;
+#[cfg(feature = "signal")]
+mod swarm_scripts;
 mod topic;
 
 use std::collections::HashMap;
