@@ -63,7 +63,6 @@ const MAX_MS: u64 = 3_600_000;
 async fn main() {
     let args = args();
     common::init_tracing();
-    let (server, listener) = common::start("async_jobs", &args.addr, &args.tls).await;
     let builder = Store::builder().base_path("/jobs/");
     let store = match &args.redis {
         #[cfg(feature = "redis")]
@@ -76,6 +75,8 @@ async fn main() {
         },
         _ => builder.build(),
     };
+    // After Redis answered: "listening on" means ready.
+    let (server, listener) = common::start("async_jobs", &args.addr, &args.tls).await;
     let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let store = store.clone();

@@ -44,7 +44,11 @@ async fn instance(url: String, lease: Duration, ttl: Duration) -> Instance {
         .ttl(ttl)
         .backplane(Arc::new(backplane))
         .build();
-    let status = park::Service::new(store.clone());
+    // Jobs parked with `x-user` are that user's alone.
+    let status = park::Service::new(store.clone()).owner(|parts| {
+        let user = parts.headers.get("x-user")?;
+        user.to_str().ok().map(String::from)
+    });
     let (gate, gate_rx) = watch::channel(false);
     let (dropped_tx, dropped) = mpsc::unbounded_channel();
     let parked = store.clone();
@@ -57,11 +61,13 @@ async fn instance(url: String, lease: Duration, ttl: Duration) -> Instance {
                 return res;
             }
             let client = ClientKey::from_extensions(req.extensions());
-            DelayedResponse::for_request(&req)
+            let mut delayed = DelayedResponse::for_request(&req)
                 .timeout(Duration::from_secs(1))
-                .park(store, client)
-                .wait(work(gate, dropped))
-                .await
+                .park(store, client);
+            if let Some(user) = req.headers().get("x-user").and_then(|u| u.to_str().ok()) {
+                delayed = delayed.park_owner(user);
+            }
+            delayed.wait(work(gate, dropped)).await
         }
     })
     .await;
@@ -84,7 +90,10 @@ impl Drop for OnDrop {
     }
 }
 
-async fn work(mut gate: watch::Receiver<bool>, dropped: mpsc::UnboundedSender<()>) -> Response<Body> {
+async fn work(
+    mut gate: watch::Receiver<bool>,
+    dropped: mpsc::UnboundedSender<()>,
+) -> Response<Body> {
     let mut armed = OnDrop(Some(dropped));
     let _ = gate.wait_for(|open| *open).await;
     armed.0 = None;
@@ -108,7 +117,13 @@ async fn request(addr: SocketAddr, method: &str, path: &str, headers: &str) -> R
 
 /// Parks a job on `addr`; its status path.
 async fn park(addr: SocketAddr) -> String {
-    let res = request(addr, "POST", "/jobs", "Prefer: respond-async\r\n").await;
+    park_with(addr, "").await
+}
+
+/// Parks a job on `addr` with more headers; its status path.
+async fn park_with(addr: SocketAddr, headers: &str) -> String {
+    let headers = format!("Prefer: respond-async\r\n{headers}");
+    let res = request(addr, "POST", "/jobs", &headers).await;
     assert_eq!(res.status, 202, "{}", res.text());
     res.header("location").expect("a Location").to_string()
 }
@@ -127,7 +142,10 @@ async fn long_polled(redis: &RedisServer, path: &str) {
         if reply.ends_with(":1\r\n") {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no long-poll subscribed: {reply:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no long-poll subscribed: {reply:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -151,11 +169,14 @@ async fn a_result_parked_on_a_is_fetched_from_b() {
     assert_eq!(res.text(), "done");
     assert_eq!(res.header("x-job"), Some("finished"), "its headers too");
     // On a too, from Redis: the result leaves a's memory.
-    eventually("a to hand the result to Redis", || a.store.len() == 0).await;
+    eventually("a to hand the result to Redis", || a.store.is_empty()).await;
     let res = status(a.server.addr, &path).await;
     assert_eq!((res.status, res.text().as_str()), (201, "done"));
     // Deleted on b: gone everywhere.
-    assert_eq!(request(b.server.addr, "DELETE", &path, "").await.status, 204);
+    assert_eq!(
+        request(b.server.addr, "DELETE", &path, "").await.status,
+        204
+    );
     assert_eq!(status(a.server.addr, &path).await.status, 404);
     assert_eq!(status(b.server.addr, &path).await.status, 404);
     a.server.stop().await;
@@ -172,9 +193,10 @@ async fn a_long_poll_on_b_is_woken_when_the_job_finishes_on_a() {
     let b = instance(redis.url(), LONG_LEASE, ttl).await;
     let path = park(a.server.addr).await;
     let (b_addr, poll_path) = (b.server.addr, path.clone());
-    let poll = tokio::spawn(async move {
-        request(b_addr, "GET", &poll_path, "Prefer: wait=20\r\n").await
-    });
+    let poll =
+        tokio::spawn(
+            async move { request(b_addr, "GET", &poll_path, "Prefer: wait=20\r\n").await },
+        );
     long_polled(&redis, &path).await;
     a.gate.send_replace(true);
     // Well within a third of the lease (the re-read period): woken by the
@@ -183,6 +205,40 @@ async fn a_long_poll_on_b_is_woken_when_the_job_finishes_on_a() {
     assert_eq!(res.status, 201, "{}", res.text());
     assert_eq!(res.text(), "done");
     assert_eq!(res.header("preference-applied"), Some("wait=20"));
+    a.server.stop().await;
+    b.server.stop().await;
+}
+
+#[tokio::test]
+async fn an_owned_job_is_its_owners_alone_on_every_instance() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let ttl = Duration::from_secs(60);
+    let a = instance(redis.url(), LONG_LEASE, ttl).await;
+    let b = instance(redis.url(), LONG_LEASE, ttl).await;
+    let path = park_with(a.server.addr, "x-user: alice\r\n").await;
+    let (alice, bob) = ("x-user: alice\r\n", "x-user: bob\r\n");
+    for who in ["", bob] {
+        let res = request(b.server.addr, "GET", &path, who).await;
+        assert_eq!(res.status, 404, "{who:?}: {}", res.text());
+        let res = request(b.server.addr, "DELETE", &path, who).await;
+        assert_eq!(res.status, 404, "{who:?}: {}", res.text());
+    }
+    assert_eq!(
+        request(b.server.addr, "GET", &path, alice).await.status,
+        202
+    );
+    a.gate.send_replace(true);
+    let waited = format!("Prefer: wait=5\r\n{alice}");
+    let res = request(b.server.addr, "GET", &path, &waited).await;
+    assert_eq!((res.status, res.text().as_str()), (201, "done"));
+    let res = request(b.server.addr, "GET", &path, bob).await;
+    assert_eq!(res.status, 404, "a result is its owner's too");
+    assert_eq!(
+        request(b.server.addr, "DELETE", &path, alice).await.status,
+        204
+    );
     a.server.stop().await;
     b.server.stop().await;
 }
@@ -205,11 +261,17 @@ async fn a_delete_on_b_cancels_the_job_on_a() {
     eventually("a to forget the job", || a.store.running() == 0).await;
     assert_eq!(status(a.server.addr, &path).await.status, 404);
     assert_eq!(status(b.server.addr, &path).await.status, 404);
-    assert_eq!(request(b.server.addr, "DELETE", &path, "").await.status, 404);
+    assert_eq!(
+        request(b.server.addr, "DELETE", &path, "").await.status,
+        404
+    );
     // A DELETE on the owner itself drops the record too: b says 404, not
     // "lost".
     let path = park(a.server.addr).await;
-    assert_eq!(request(a.server.addr, "DELETE", &path, "").await.status, 204);
+    assert_eq!(
+        request(a.server.addr, "DELETE", &path, "").await.status,
+        204
+    );
     within("the work on a to be cancelled", a.dropped.recv())
         .await
         .unwrap();
@@ -273,7 +335,10 @@ async fn a_result_is_kept_for_its_ttl() {
     let id = path.rsplit('/').next().unwrap();
     let pttl = redis.command(&format!("PTTL dr:j:{id}")).await;
     let pttl: i64 = pttl.trim().trim_start_matches(':').parse().unwrap();
-    assert!(0 < pttl && pttl <= 1500, "the record expires with the TTL: {pttl} ms");
+    assert!(
+        0 < pttl && pttl <= 1500,
+        "the record expires with the TTL: {pttl} ms"
+    );
     // Expiry has no event to await: look until it is gone.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
@@ -282,7 +347,10 @@ async fn a_result_is_kept_for_its_ttl() {
             break;
         }
         assert_eq!(res.status, 201, "{}", res.text());
-        assert!(tokio::time::Instant::now() < deadline, "the result never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the result never expired"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     a.server.stop().await;
@@ -304,7 +372,10 @@ async fn redis_unreachable_answers_503_with_retry_after() {
     assert_eq!(res.header("retry-after"), Some("1"));
     assert_eq!(res.text(), "the job store is unreachable; retry later\n");
     let res = request(a.server.addr, "POST", "/jobs", "Prefer: respond-async\r\n").await;
-    assert_eq!(res.status, 503, "nothing parked that no instance could answer");
+    assert_eq!(
+        res.status, 503,
+        "nothing parked that no instance could answer"
+    );
     assert_eq!(res.header("retry-after"), Some("1"));
     let res = request(b.server.addr, "DELETE", &path, "").await;
     assert_eq!(res.status, 503, "{}", res.text());
@@ -312,4 +383,35 @@ async fn redis_unreachable_answers_503_with_retry_after() {
     assert_eq!(status(a.server.addr, &path).await.status, 202);
     a.server.stop().await;
     b.server.stop().await;
+}
+
+#[tokio::test]
+async fn two_async_jobs_processes_share_their_jobs() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let start = || {
+        let mut cmd = support::example::example("async_jobs");
+        cmd.args(["--redis", &redis.url()]);
+        cmd
+    };
+    let a = support::example::listen(&mut start(), "http").await;
+    let b = support::example::listen(&mut start(), "http").await;
+    let res = request(
+        a.addr,
+        "POST",
+        "/jobs?work_ms=300",
+        "Prefer: respond-async\r\n",
+    )
+    .await;
+    assert_eq!(res.status, 202, "{}", res.text());
+    let path = res.header("location").unwrap().to_string();
+    let res = request(b.addr, "GET", &path, "Prefer: wait=10\r\n").await;
+    assert_eq!(
+        (res.status, res.text().as_str()),
+        (200, r#"{"slept_ms":300}"#),
+        "the result of a's job, from b"
+    );
+    assert_eq!(request(b.addr, "DELETE", &path, "").await.status, 204);
+    assert_eq!(status(a.addr, &path).await.status, 404);
 }

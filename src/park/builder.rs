@@ -125,10 +125,12 @@ impl Builder {
 
     /// Where the jobs live across instances (default: in this store only).
     ///
-    /// With a backplane (`RedisBackplane`, feature `redis`), every instance that shares it answers every status URL:
+    /// With a backplane (`RedisBackplane`, feature `redis`), every instance
+    /// that shares it answers every status URL:
     ///
     /// - A job runs where it was parked, under a lease in the backplane
-    ///   that this store renews while it runs. Parking waits for the
+    ///   (`RedisBuilder::lease`, default 15 s) that this store renews every
+    ///   third of it while the job runs. Parking waits for the
     ///   backplane to register it; a backplane that cannot be reached
     ///   answers `503` with `Retry-After` (the work is dropped).
     /// - Its result goes to the backplane with its [`ttl`](Self::ttl), and
@@ -143,11 +145,14 @@ impl Builder {
     /// - When the backplane cannot be reached, a status URL not served from
     ///   this store's memory answers `503` with `Retry-After`.
     ///
-    /// The caps on running jobs count the jobs of this store; the byte
+    /// A result is still kept up to [`max_result_bytes`](Self::max_result_bytes)
+    /// (a larger one becomes the same `500`). The caps on running jobs
+    /// count the jobs of this store; the byte
     /// caps count the results this store keeps in memory, which with a
     /// backplane are only those the backplane failed to take (the result
     /// is then served by this instance alone, and the others report the
-    /// job lost once its lease runs out).
+    /// job lost once its lease runs out). [`Store::len`], [`Store::running`]
+    /// and [`Store::stored_bytes`] count this store's memory only.
     pub fn backplane(mut self, backplane: Arc<dyn JobBackplane>) -> Self {
         self.backplane = Some(Shared(backplane));
         self

@@ -65,7 +65,12 @@ impl Remote {
 
     /// Hands a finished result to the backplane (`Ok` also when the job was
     /// cancelled or lost meanwhile: nothing is kept).
-    pub(super) async fn finish(&self, id: &str, result: &Stored, ttl: Duration) -> Result<(), Error> {
+    pub(super) async fn finish(
+        &self,
+        id: &str,
+        result: &Stored,
+        ttl: Duration,
+    ) -> Result<(), Error> {
         let Some(started) = self.started.get() else {
             return Ok(());
         };
@@ -90,12 +95,7 @@ impl Drop for Remote {
 
 /// Renews the leases of the node's running jobs, and stops those cancelled
 /// elsewhere (told by the inbox, or found at a renewal) or lost.
-async fn keep(
-    store: WeakStore,
-    inbox: JobInbox,
-    backplane: Arc<dyn JobBackplane>,
-    node: String,
-) {
+async fn keep(store: WeakStore, inbox: JobInbox, backplane: Arc<dyn JobBackplane>, node: String) {
     let every = backplane.renew_every().max(Duration::from_millis(10));
     let mut tick = tokio::time::interval_at(Instant::now() + every, every);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);

@@ -148,9 +148,12 @@ impl Store {
             return;
         }
         if let Some(Entry {
-            job: Job::Running {
-                notify, abort: task, ..
-            },
+            job:
+                Job::Running {
+                    notify,
+                    abort: task,
+                    ..
+                },
             ..
         }) = st.entries.remove(id)
         {

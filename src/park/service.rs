@@ -6,8 +6,8 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 
-use super::remote;
 use super::answers::accepted;
+use super::remote;
 use super::store::Lookup;
 use super::{ResponseFuture, Store};
 use crate::body::Body;

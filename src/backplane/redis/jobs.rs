@@ -177,7 +177,11 @@ impl Shared {
         Ok(())
     }
 
-    async fn job_renew(&self, node: &str, ids: &[(String, Duration)]) -> Result<Vec<String>, Error> {
+    async fn job_renew(
+        &self,
+        node: &str,
+        ids: &[(String, Duration)],
+    ) -> Result<Vec<String>, Error> {
         let mut gone = Vec::new();
         for batch in ids.chunks(RENEW_BATCH) {
             let mut inv = RENEW.prepare_invoke();
@@ -288,7 +292,9 @@ fn decode_headers(raw: &[u8]) -> HeaderMap {
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
-        let value = line[colon + 1..].strip_prefix(b" ").unwrap_or(&line[colon + 1..]);
+        let value = line[colon + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&line[colon + 1..]);
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(value),
@@ -390,9 +396,23 @@ mod tests {
 
     #[test]
     fn a_record_without_its_lease_is_lost() {
-        let running = vec![Some(b"n".to_vec()), None, None, None, None, Some(b"1".to_vec())];
+        let running = vec![
+            Some(b"n".to_vec()),
+            None,
+            None,
+            None,
+            None,
+            Some(b"1".to_vec()),
+        ];
         assert_eq!(decode_state(running), JobState::Running { owner: None });
-        let lost = vec![Some(b"n".to_vec()), Some(b"u".to_vec()), None, None, None, Some(b"0".to_vec())];
+        let lost = vec![
+            Some(b"n".to_vec()),
+            Some(b"u".to_vec()),
+            None,
+            None,
+            None,
+            Some(b"0".to_vec()),
+        ];
         assert_eq!(
             decode_state(lost),
             JobState::Lost {
