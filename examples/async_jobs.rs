@@ -4,7 +4,19 @@
 //! Run it with:
 //!
 //! ```text
-//! cargo run --example async_jobs -- [--addr 127.0.0.1:9000]
+//! cargo run --example async_jobs -- [--addr 127.0.0.1:9000] [--redis redis://127.0.0.1:6379]
+//! ```
+//!
+//! With `--redis URL` (feature `redis`) the jobs are shared through Redis:
+//! several `async_jobs` on one Redis answer each other's status URLs, a
+//! `DELETE` on any of them cancels the job where it runs, and a job whose
+//! instance died answers `500` (`job lost`) instead of `202` for ever.
+//!
+//! ```text
+//! cargo run --features redis --example async_jobs -- --addr 127.0.0.1:9000 --redis redis://127.0.0.1:6379
+//! cargo run --features redis --example async_jobs -- --addr 127.0.0.1:9001 --redis redis://127.0.0.1:6379
+//! curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=5000&deadline_ms=500' # 202, Location: /jobs/…
+//! curl -i -H 'Prefer: wait=10' http://127.0.0.1:9001/jobs/<id>              # the result, from the other one
 //! ```
 //!
 //! and try:
@@ -41,16 +53,30 @@ try:
   curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=300'                   # 200
   curl -i -X POST 'http://127.0.0.1:9000/jobs?work_ms=5000&deadline_ms=500'  # 202, Location: /jobs/ID
   curl -i -H 'Prefer: wait=10' http://127.0.0.1:9000/jobs/ID                 # long-polls for the result
-  curl -i -X DELETE http://127.0.0.1:9000/jobs/ID                            # 204: cancelled";
+  curl -i -X DELETE http://127.0.0.1:9000/jobs/ID                            # 204: cancelled
+
+With --redis URL (feature redis), several instances on one Redis share their jobs.";
 
 const MAX_MS: u64 = 3_600_000;
 
 #[tokio::main]
 async fn main() {
-    let args = common::args("async_jobs", ABOUT);
+    let args = args();
     common::init_tracing();
+    let builder = Store::builder().base_path("/jobs/");
+    let store = match &args.redis {
+        #[cfg(feature = "redis")]
+        Some(url) => match delayed_response::backplane::RedisBackplane::connect(url).await {
+            Ok(backplane) => builder.backplane(std::sync::Arc::new(backplane)).build(),
+            Err(e) => {
+                eprintln!("async_jobs: redis at {url}: {e}");
+                std::process::exit(1);
+            }
+        },
+        _ => builder.build(),
+    };
+    // After Redis answered: "listening on" means ready.
     let (server, listener) = common::start("async_jobs", &args.addr, &args.tls).await;
-    let store = Store::builder().base_path("/jobs/").build();
     let status = park::Service::new(store.clone());
     let service = service_fn(move |req: Request<Incoming>| {
         let store = store.clone();
@@ -73,6 +99,58 @@ async fn main() {
         eprintln!("server error: {e}");
         std::process::exit(1);
     }
+}
+
+struct Args {
+    addr: String,
+    tls: common::Tls,
+    redis: Option<String>,
+}
+
+/// `--addr`, the TLS options, `--redis URL` and `--help`.
+fn args() -> Args {
+    let usage = format!(
+        "usage: async_jobs [--addr HOST:PORT] [--redis URL]{}\n\n\
+         options:\n  \
+         --addr HOST:PORT  where to listen (default 127.0.0.1:9000; port 0 picks a free one)\n  \
+         --redis URL       share the jobs with other instances through Redis (feature redis){}\n  \
+         -h, --help        print this help and exit",
+        common::TLS_USAGE,
+        common::TLS_OPTIONS,
+    );
+    let mut out = Args {
+        addr: "127.0.0.1:9000".to_string(),
+        tls: common::Tls::default(),
+        redis: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match out.tls.take(&arg, &mut args) {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(problem) => common::refuse("async_jobs", &problem, &usage),
+        }
+        let mut value = |name: &str| {
+            args.next().unwrap_or_else(|| {
+                common::refuse("async_jobs", &format!("{name} needs a value"), &usage)
+            })
+        };
+        match arg.as_str() {
+            "-h" | "--help" => common::help(&usage, ABOUT),
+            "--addr" => out.addr = value("--addr"),
+            "--redis" if cfg!(feature = "redis") => out.redis = Some(value("--redis")),
+            "--redis" => common::refuse(
+                "async_jobs",
+                "--redis needs the feature redis (--features redis)",
+                &usage,
+            ),
+            other => common::refuse("async_jobs", &format!("unknown argument {other:?}"), &usage),
+        }
+    }
+    if let Err(problem) = out.tls.check() {
+        common::refuse("async_jobs", &problem, &usage);
+    }
+    out
 }
 
 async fn create(req: Request<Incoming>, store: Store) -> Response<Body> {

@@ -49,6 +49,8 @@
 
 #[cfg(feature = "hub")]
 mod channels;
+#[cfg(feature = "park")]
+mod jobs;
 #[cfg(feature = "hub")]
 mod memory;
 #[cfg(feature = "redis")]
@@ -63,6 +65,8 @@ use std::pin::Pin;
 pub use self::redis::{RedisBackplane, RedisBuilder};
 #[cfg(feature = "hub")]
 pub use channels::*;
+#[cfg(feature = "park")]
+pub use jobs::{Claim, JobBackplane, JobInbox, JobResult, JobState};
 #[cfg(feature = "hub")]
 pub use memory::MemoryBackplane;
 #[cfg(feature = "signal")]

@@ -1,6 +1,8 @@
 //! The extension point of `wait`: what happens when the deadline passes.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +73,20 @@ pub trait OnDeadline: Send + Sync + 'static {
     /// request. `late` owns the work; dropping it cancels the work (unless
     /// the builder [detached](super::DelayedResponse::detach) it).
     fn on_deadline(&self, late: LateWork) -> Response<Body>;
+
+    /// [`on_deadline`](Self::on_deadline) for a hook that must await
+    /// something before it can answer (a store across the network): `wait`
+    /// awaits this one. The default answers with `on_deadline` at once.
+    ///
+    /// While it runs, the client may go away: the future is then dropped,
+    /// and `late` with it (which cancels the work, unless it was handed on).
+    fn on_deadline_async(
+        &self,
+        late: LateWork,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> {
+        let res = self.on_deadline(late);
+        Box::pin(std::future::ready(res))
+    }
 
     /// The deadline of one `wait`, counted from its start, given the
     /// builder's [`timeout`](super::DelayedResponse::timeout); `None` waits

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::Either;
 use http::Response;
+use tracing::Instrument;
 
 use super::config::{Config, Unshared};
 use super::deadline::{LateWork, OnDeadline};
@@ -106,11 +107,11 @@ async fn wait_with_hook(
         }
     }
     let late = LateWork::new(work, cfg);
-    let res = {
-        // The hook's own events belong to this response.
-        let _span = tracker.span().enter();
-        hook.on_deadline(late)
-    };
+    // The hook's own events belong to this response.
+    let res = hook
+        .on_deadline_async(late)
+        .instrument(tracker.span().clone())
+        .await;
     guard_body(res, tracker, Outcome::Timeout)
 }
 

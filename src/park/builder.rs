@@ -1,8 +1,11 @@
 //! [`Builder`]: the settings of a [`Store`].
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::Store;
+use crate::backplane::JobBackplane;
 
 /// Settings of a [`Store`]; see the [module docs](super) for the defaults.
 #[derive(Debug, Clone)]
@@ -17,6 +20,17 @@ pub struct Builder {
     pub(super) max_wait: Duration,
     pub(super) retry_after: Duration,
     pub(super) base_path: String,
+    pub(super) backplane: Option<Shared>,
+}
+
+/// A backplane, in a [`Builder`].
+#[derive(Clone)]
+pub(super) struct Shared(pub(super) Arc<dyn JobBackplane>);
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JobBackplane")
+    }
 }
 
 impl Default for Builder {
@@ -31,6 +45,7 @@ impl Default for Builder {
             max_wait: Duration::from_secs(25),
             retry_after: Duration::from_secs(1),
             base_path: "/jobs/".to_string(),
+            backplane: None,
         }
     }
 }
@@ -105,6 +120,41 @@ impl Builder {
     /// the id is appended to it. Serve a [`Service`](super::Service) there.
     pub fn base_path(mut self, path: impl Into<String>) -> Self {
         self.base_path = path.into();
+        self
+    }
+
+    /// Where the jobs live across instances (default: in this store only).
+    ///
+    /// With a backplane (`RedisBackplane`, feature `redis`), every instance
+    /// that shares it answers every status URL:
+    ///
+    /// - A job runs where it was parked, under a lease in the backplane
+    ///   (`RedisBuilder::lease`, default 15 s) that this store renews every
+    ///   third of it while the job runs. Parking waits for the
+    ///   backplane to register it; a backplane that cannot be reached
+    ///   answers `503` with `Retry-After` (the work is dropped).
+    /// - Its result goes to the backplane with its [`ttl`](Self::ttl), and
+    ///   is read from there by any instance; a long-poll (`Prefer: wait`)
+    ///   on another instance is woken when it finishes.
+    /// - A `DELETE` on any instance cancels the work where it runs.
+    /// - A job whose instance died (its lease ran out before it finished)
+    ///   answers `500 Internal Server Error` with the body `job lost: the
+    ///   instance running it stopped`, for as long as its result would have
+    ///   been kept (then `404`): it will never finish, and a 5xx other
+    ///   than `503` tells clients not to retry.
+    /// - When the backplane cannot be reached, a status URL not served from
+    ///   this store's memory answers `503` with `Retry-After`.
+    ///
+    /// A result is still kept up to [`max_result_bytes`](Self::max_result_bytes)
+    /// (a larger one becomes the same `500`). The caps on running jobs
+    /// count the jobs of this store; the byte
+    /// caps count the results this store keeps in memory, which with a
+    /// backplane are only those the backplane failed to take (the result
+    /// is then served by this instance alone, and the others report the
+    /// job lost once its lease runs out). [`Store::len`], [`Store::running`]
+    /// and [`Store::stored_bytes`] count this store's memory only.
+    pub fn backplane(mut self, backplane: Arc<dyn JobBackplane>) -> Self {
+        self.backplane = Some(Shared(backplane));
         self
     }
 

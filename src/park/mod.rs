@@ -79,6 +79,17 @@
 //! put a [`ClientKey`](crate::limit::ClientKey) in the request's extensions
 //! there (see [`limit`](crate::limit)).
 //!
+//! # Across instances
+//!
+//! Behind a load balancer, the status URL may reach another instance than
+//! the one that parked the job. Give every instance's store one shared
+//! [`JobBackplane`](crate::backplane::JobBackplane) with
+//! [`Builder::backplane`] (`RedisBackplane`, feature `redis`): results are
+//! kept there, a long-poll anywhere is woken when the job ends, a `DELETE`
+//! anywhere cancels it where it runs, and a job whose instance died answers
+//! `500` (`job lost: the instance running it stopped`) instead of `202` for
+//! ever. See [`Builder::backplane`] for the details.
+//!
 //! # A layer on the core
 //!
 //! `park` uses the core's one extension point for "the deadline passed",
@@ -88,8 +99,11 @@
 //! The result is rendered by the core, as a result in time would be (the
 //! builder's status and headers, its error hook), then kept as bytes.
 
+mod answers;
 mod builder;
 mod parking;
+mod remote;
+mod running;
 mod service;
 mod store;
 mod stored;

@@ -1,11 +1,14 @@
 //! The `park` layer on the core: an [`OnDeadline`] hook that parks late work
 //! in a [`Store`], and the [`DelayedResponse`] settings that set it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use http::Response;
 
-use super::store::{accepted, client_busy, unavailable, ParkError};
+use super::answers::{accepted, client_busy, unavailable, unreachable};
+use super::store::ParkError;
 use super::Store;
 use crate::body::Body;
 use crate::delayed::{DelayedResponse, LateWork, OnDeadline};
@@ -34,19 +37,10 @@ impl Parking {
     }
 }
 
-impl OnDeadline for Parking {
-    fn deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
-        if self.prefer.respond_async {
-            return Some(Duration::ZERO);
-        }
-        self.honoured_wait().or(timeout)
-    }
-
-    fn on_deadline(&self, late: LateWork) -> Response<Body> {
-        match self
-            .store
-            .park(late, self.owner.clone(), self.client.clone())
-        {
+impl Parking {
+    /// The answer to a request whose work was parked, or not.
+    fn answer(&self, parked: Result<String, ParkError>) -> Response<Body> {
+        match parked {
             Ok(id) => {
                 tracing::debug!(%id, "parked");
                 let mut res = accepted(&self.store, &id);
@@ -60,11 +54,44 @@ impl OnDeadline for Parking {
                 tracing::debug!(client = %self.client, "cannot park: client at its cap");
                 client_busy(&self.store)
             }
+            Err(ParkError::Unavailable) => unreachable(&self.store),
             Err(e) => {
                 tracing::debug!(?e, "cannot park");
                 unavailable(&self.store)
             }
         }
+    }
+}
+
+impl OnDeadline for Parking {
+    fn deadline(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.prefer.respond_async {
+            return Some(Duration::ZERO);
+        }
+        self.honoured_wait().or(timeout)
+    }
+
+    fn on_deadline(&self, late: LateWork) -> Response<Body> {
+        let parked = self
+            .store
+            .park(late, self.owner.clone(), self.client.clone());
+        self.answer(parked)
+    }
+
+    fn on_deadline_async(
+        &self,
+        late: LateWork,
+    ) -> Pin<Box<dyn Future<Output = Response<Body>> + Send + '_>> {
+        if self.store.remote().is_none() {
+            return Box::pin(std::future::ready(self.on_deadline(late)));
+        }
+        Box::pin(async move {
+            let parked = self
+                .store
+                .park_shared(late, self.owner.clone(), self.client.clone())
+                .await;
+            self.answer(parked)
+        })
     }
 
     fn in_time(&self, response: &mut Response<Body>) {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode};
 
-use super::store::{accepted, Lookup};
+use super::answers::accepted;
+use super::remote;
+use super::store::Lookup;
 use super::{ResponseFuture, Store};
 use crate::body::Body;
 use crate::http::{method_not_allowed, preference_applied, text, Prefer, PREFERENCE_APPLIED};
@@ -22,6 +24,8 @@ type OwnerFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// | `GET /…/{id}`, still running | `202 Accepted`, `Retry-After`, `Location` (after waiting up to `Prefer: wait=N`, capped by [`Store::max_wait`]) |
 /// | `GET /…/{id}`, unknown, expired, or another owner's | `404 Not Found` |
 /// | `DELETE /…/{id}` | `204 No Content` (the work is cancelled, or the result dropped), or `404` |
+/// | `GET /…/{id}`, its instance died before it finished (with a [backplane](super::Builder::backplane)) | `500 Internal Server Error`, `job lost: the instance running it stopped` |
+/// | any, the [backplane](super::Builder::backplane) unreachable | `503 Service Unavailable` with `Retry-After` |
 /// | any other method | `405 Method Not Allowed` with `Allow` |
 ///
 /// The id is the last segment of the path, so the service works mounted at
@@ -97,31 +101,33 @@ async fn respond(store: Store, parts: Parts, owner: Option<String>) -> Response<
                 .wait
                 .map(|w| w.min(store.max_wait()));
             let mut lookup = store.lookup(&id, owner);
+            let mut waited = false;
             if let (Lookup::Running(done), Some(wait)) = (&mut lookup, wait) {
                 let mut done = done.clone();
                 // `timeout` saturates a wait too long to add to now.
                 let _ = tokio::time::timeout(wait, done.wait_for(|d| *d)).await;
                 lookup = store.lookup(&id, owner);
+                waited = true;
             }
             let mut res = match lookup {
-                Lookup::Missing => return text(StatusCode::NOT_FOUND, "no such job\n"),
+                // Not here: in the backplane, if there is one (its wait
+                // spent here already if the job ran here).
+                Lookup::Missing => {
+                    let wait = wait.filter(|_| !waited);
+                    remote::status(&store, &id, owner, wait).await
+                }
                 Lookup::Finished(stored) => stored.to_response(),
                 Lookup::Running(_) => accepted(&store, &id),
             };
+            if res.status() == StatusCode::NOT_FOUND {
+                return res;
+            }
             if let Some(v) = preference_applied(false, wait) {
                 res.headers_mut().insert(PREFERENCE_APPLIED, v);
             }
             res
         }
-        Method::DELETE => {
-            if store.remove(&id, owner) {
-                let mut res = Response::new(Body::empty());
-                *res.status_mut() = StatusCode::NO_CONTENT;
-                res
-            } else {
-                text(StatusCode::NOT_FOUND, "no such job\n")
-            }
-        }
+        Method::DELETE => remote::delete(&store, &id, owner).await,
         _ => method_not_allowed("GET, HEAD, DELETE"),
     }
 }

@@ -3,23 +3,22 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use http::header::{HeaderValue, LOCATION, RETRY_AFTER};
-use http::{Response, StatusCode};
+use http::header::HeaderValue;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
+use super::remote::Remote;
 use super::stored::Stored;
 use super::Builder;
-use crate::body::Body;
-use crate::delayed::{instant_after, LateWork};
+use crate::delayed::instant_after;
 use crate::limit::{ClientKey, PerClient, Permit};
 
 /// A parked job's id: 128 random bits, base64url (22 characters).
-type Id = String;
+pub(super) type Id = String;
 
 /// Where parked jobs and their results live until they are fetched or expire.
 ///
@@ -41,22 +40,24 @@ type Id = String;
 /// An evicted result's status URL answers `404`, as an expired one does.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
-    cfg: Builder,
+pub(super) struct Inner {
+    pub(super) cfg: Builder,
     /// Running jobs per client; a job's [`Permit`] lives in its entry.
-    running_per_client: Arc<PerClient>,
+    pub(super) running_per_client: Arc<PerClient>,
     state: Mutex<State>,
+    /// The backplane, when jobs are shared across instances.
+    remote: Option<Remote>,
 }
 
 #[derive(Default)]
-struct State {
-    entries: HashMap<Id, Entry>,
+pub(super) struct State {
+    pub(super) entries: HashMap<Id, Entry>,
     /// Finished results by expiry: the first is the oldest.
-    expiries: BTreeSet<(Instant, Id)>,
-    running: usize,
+    pub(super) expiries: BTreeSet<(Instant, Id)>,
+    pub(super) running: usize,
     /// Bytes of the finished results' bodies.
     stored_bytes: usize,
     /// Finished results per client, for the per-client byte cap; a client
@@ -72,13 +73,13 @@ struct Holding {
     results: BTreeSet<(Instant, Id)>,
 }
 
-struct Entry {
-    owner: Option<String>,
-    client: ClientKey,
-    job: Job,
+pub(super) struct Entry {
+    pub(super) owner: Option<String>,
+    pub(super) client: ClientKey,
+    pub(super) job: Job,
 }
 
-enum Job {
+pub(super) enum Job {
     Running {
         done: watch::Receiver<bool>,
         /// Kept so the receivers see `true` once it is sent.
@@ -103,6 +104,8 @@ pub(super) enum ParkError {
     ClientBusy,
     /// No id could be made.
     NoEntropy,
+    /// The backplane could not register the job.
+    Unavailable,
 }
 
 impl Store {
@@ -110,6 +113,7 @@ impl Store {
         Store {
             inner: Arc::new(Inner {
                 running_per_client: PerClient::new(cfg.max_jobs_per_client),
+                remote: cfg.backplane.clone().map(|b| Remote::new(b.0)),
                 cfg,
                 state: Mutex::new(State::default()),
             }),
@@ -190,7 +194,7 @@ impl Store {
         st.stored_bytes
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         crate::http::lock(&self.inner.state)
     }
 
@@ -198,86 +202,31 @@ impl Store {
         format!("{}{}", self.inner.cfg.base_path, id)
     }
 
+    /// The `Retry-After` of every 202, 429 and 503.
+    pub(super) fn retry_after_time(&self) -> Duration {
+        self.inner.cfg.retry_after
+    }
+
     pub(super) fn retry_after(&self) -> HeaderValue {
         HeaderValue::from(self.inner.cfg.retry_after.as_secs().max(1))
     }
 
-    /// Parks `work` for `client`: it goes on in a task of its own, and its
-    /// result, rendered as the core renders any result, is kept for `ttl`
-    /// after it finishes.
-    pub(super) fn park(
-        &self,
-        work: LateWork,
-        owner: Option<String>,
-        client: ClientKey,
-    ) -> Result<Id, ParkError> {
-        // The per-client cap first: a client at its cap is told so (429)
-        // even when the store is full for everyone (503).
-        let permit = self
-            .inner
-            .running_per_client
-            .try_acquire(&client)
-            .ok_or(ParkError::ClientBusy)?;
-        let id = crate::id::random_bytes::<16>()
-            .map(|b| crate::id::base64url(&b))
-            .map_err(|_| ParkError::NoEntropy)?;
-        let (notify, done) = watch::channel(false);
-        {
-            let mut st = self.lock();
-            purge(&mut st, Instant::now());
-            if st.entries.len() >= self.inner.cfg.max_entries {
-                // Evict the oldest finished result; refuse if none is left.
-                let Some((_, oldest)) = st.expiries.first().cloned() else {
-                    return Err(ParkError::Full);
-                };
-                drop_finished(&mut st, &oldest);
-            }
-            st.running += 1;
-            st.entries.insert(
-                id.clone(),
-                Entry {
-                    owner,
-                    client,
-                    job: Job::Running {
-                        done,
-                        notify,
-                        abort: None,
-                        _permit: permit,
-                    },
-                },
-            );
-        }
-        let store = self.clone();
-        let task_id = id.clone();
-        let cfg = &self.inner.cfg;
-        // A result larger than a byte cap could never be kept whole.
-        let max = cfg
-            .max_result_bytes
-            .min(cfg.max_stored_bytes)
-            .min(cfg.max_stored_bytes_per_client);
-        let task = tokio::spawn(async move {
-            let mut guard = Unfinished(Some((store, task_id)));
-            let response = work.into_response().await;
-            let stored = Stored::collect(response, max).await;
-            if let Some((store, id)) = guard.0.take() {
-                store.finish(&id, stored);
-            }
-        });
-        let mut st = self.lock();
-        match st.entries.get_mut(&id) {
-            Some(Entry {
-                job: Job::Running { abort, .. },
-                ..
-            }) => *abort = Some(task.abort_handle()),
-            // Finished already: nothing to cancel any more.
-            Some(_) => {}
-            // Deleted before the task handle was stored: cancel it now.
-            None => task.abort(),
-        }
-        Ok(id)
+    /// How long a finished result is kept.
+    pub(super) fn ttl(&self) -> Duration {
+        self.inner.cfg.ttl
     }
 
-    fn finish(&self, id: &str, result: Stored) {
+    /// A handle that does not keep the store alive.
+    pub(super) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
+    /// The backplane, if jobs are shared across instances.
+    pub(super) fn remote(&self) -> Option<&Remote> {
+        self.inner.remote.as_ref()
+    }
+
+    pub(super) fn finish(&self, id: &str, result: Stored) {
         let cfg = &self.inner.cfg;
         let mut st = self.lock();
         let now = Instant::now();
@@ -373,22 +322,17 @@ impl Store {
     }
 }
 
-/// Finishes a parked job as failed when its task ends without a result (the
-/// work panicked, or the runtime shut down), so that it does not hold its
-/// client's running-job unit and a place in the store for ever. A job
-/// cancelled by `DELETE` is gone already, and `finish` ignores it.
-struct Unfinished(Option<(Store, Id)>);
+/// A [`Store`] that does not keep it alive.
+pub(super) struct WeakStore(Weak<Inner>);
 
-impl Drop for Unfinished {
-    fn drop(&mut self) {
-        if let Some((store, id)) = self.0.take() {
-            store.finish(&id, Stored::failed());
-        }
+impl WeakStore {
+    pub(super) fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
     }
 }
 
 /// Drops the results that expired by `now`.
-fn purge(st: &mut State, now: Instant) {
+pub(super) fn purge(st: &mut State, now: Instant) {
     while let Some((expires, id)) = st.expiries.first() {
         if *expires > now {
             break;
@@ -400,7 +344,7 @@ fn purge(st: &mut State, now: Instant) {
 
 /// Drops the finished result `id` and its accounting; `false` (and nothing
 /// changed) when `id` is not a finished result.
-fn drop_finished(st: &mut State, id: &str) -> bool {
+pub(super) fn drop_finished(st: &mut State, id: &str) -> bool {
     if !matches!(
         st.entries.get(id),
         Some(Entry {
@@ -429,33 +373,4 @@ fn drop_finished(st: &mut State, id: &str) -> bool {
         }
     }
     true
-}
-
-/// `202 Accepted` pointing at the status URL of `id`.
-pub(super) fn accepted(store: &Store, id: &str) -> Response<Body> {
-    let mut res = Response::new(Body::empty());
-    *res.status_mut() = StatusCode::ACCEPTED;
-    if let Ok(loc) = HeaderValue::from_str(&store.location(id)) {
-        res.headers_mut().insert(LOCATION, loc);
-    }
-    res.headers_mut().insert(RETRY_AFTER, store.retry_after());
-    res
-}
-
-/// `503` when nothing can be parked.
-pub(super) fn unavailable(store: &Store) -> Response<Body> {
-    let mut res = crate::http::text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "too many pending jobs; retry later\n",
-    );
-    res.headers_mut().insert(RETRY_AFTER, store.retry_after());
-    res
-}
-
-/// `429` when the client has `max_jobs_per_client` jobs running.
-pub(super) fn client_busy(store: &Store) -> Response<Body> {
-    crate::limit::too_many_requests(
-        store.inner.cfg.retry_after,
-        "too many running jobs for this client; retry later\n",
-    )
 }

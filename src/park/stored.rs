@@ -4,6 +4,7 @@ use bytes::Bytes;
 use http::{HeaderMap, Response, StatusCode};
 use http_body_util::BodyExt;
 
+use crate::backplane::JobResult;
 use crate::body::Body;
 
 /// A finished result, kept as bytes so it can be served more than once.
@@ -48,6 +49,24 @@ impl Stored {
     /// The body's size, which the store's byte caps count.
     pub(super) fn len(&self) -> usize {
         self.body.len()
+    }
+
+    /// The result as a backplane keeps it.
+    pub(super) fn to_result(&self) -> JobResult {
+        JobResult {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    /// A result a backplane kept.
+    pub(super) fn from_result(result: JobResult) -> Stored {
+        Stored {
+            status: result.status,
+            headers: result.headers,
+            body: result.body,
+        }
     }
 
     pub(super) fn to_response(&self) -> Response<Body> {

@@ -19,6 +19,8 @@
 
 mod fanout;
 mod history;
+#[cfg(feature = "park")]
+mod jobs;
 mod presence;
 mod scripts;
 #[cfg(feature = "signal")]
