@@ -48,6 +48,8 @@
 mod channels;
 #[cfg(feature = "hub")]
 mod memory;
+#[cfg(feature = "pipe")]
+mod pipes;
 #[cfg(feature = "redis")]
 mod redis;
 
@@ -60,6 +62,8 @@ pub use self::redis::{RedisBackplane, RedisBuilder};
 pub use channels::*;
 #[cfg(feature = "hub")]
 pub use memory::MemoryBackplane;
+#[cfg(feature = "pipe")]
+pub use pipes::PipeBackplane;
 
 /// A boxed, sendable future: what the backplane's async operations return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

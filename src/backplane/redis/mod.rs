@@ -19,6 +19,8 @@
 
 mod fanout;
 mod history;
+#[cfg(feature = "pipe")]
+mod pipes;
 mod presence;
 mod scripts;
 mod topic;
