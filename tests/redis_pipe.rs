@@ -344,3 +344,59 @@ async fn a_reservation_made_on_a_is_409_on_b_until_its_upload_through_b() {
     a.stop().await;
     b.stop().await;
 }
+
+/// A port nothing listens on now (as `RedisServer` picks its own): the
+/// example must know its address before it binds, to advertise it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn two_pipe_server_processes_share_one_pipe_through_redis() {
+    use support::example::{example, listen};
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let advertise = format!("http://{addr}");
+        let mut cmd = example("pipe_server");
+        cmd.args(["--addr", &addr, "--redis", &redis.url()])
+            .args(["--advertise", &advertise]);
+        servers.push(listen(&mut cmd, "http").await);
+    }
+    let (a, b) = (servers[0].addr, servers[1].addr);
+    let mut sender = Sender::open(a, &post(5)).await;
+    sender.stream.write_all(b"hello").await.unwrap();
+    let got = download(b, &sender.id).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "hello"));
+    let (text, complete) = sender.finish().await;
+    assert!(complete && text.contains("done: 5 bytes"), "{text}");
+}
+
+#[tokio::test]
+async fn without_redis_new_sockets_and_lookups_answer_503_and_local_sockets_go_on() {
+    let Some((mut redis, a, b)) = two(pipe).await else {
+        return;
+    };
+    let mut waiting = Sender::open(a.addr, &post(2)).await;
+    waiting.stream.write_all(b"ok").await.unwrap();
+    redis.stop();
+    // Nothing is accepted that the other instances could not find.
+    let mut refused = send_raw(a.addr, &post(2)).await;
+    let refused = read_response(&mut refused).await;
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert!(refused.header("retry-after").is_some(), "{refused:?}");
+    let lookup = download(b.addr, "AAAAAAAAAAAA").await;
+    assert_eq!(lookup.status, 503, "{}", lookup.text());
+    // A socket is still taken where it waits.
+    let got = download(a.addr, &waiting.id).await;
+    assert_eq!((got.status, got.text().as_str()), (200, "ok"));
+    a.stop().await;
+    b.stop().await;
+}

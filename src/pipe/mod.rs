@@ -93,6 +93,8 @@
 //! | [`protocol`](Builder::protocol) | [`Protocol::Ephemeral`] |
 //! | [`max_receivers`](Builder::max_receivers) | 64 ([`DEFAULT_MAX_RECEIVERS`]), Piping mode |
 //! | [`page`](Builder::page) | on: the web page at `GET /` |
+//! | [`backplane`](Builder::backplane), [`advertise`](Builder::advertise) (feature `redis`) | none: one instance |
+//! | [`forward_timeout`](Builder::forward_timeout) (feature `redis`) | 5 s ([`DEFAULT_FORWARD_TIMEOUT`]) |
 //!
 //! # The Piping mode
 //!
@@ -238,6 +240,10 @@
 //!   secret); it tells the owner to answer from its own registry, and to
 //!   count the client (`X-Pipe-Client`), not the instance, against its
 //!   per-client caps.
+//!
+//! The [`Hooks`] of a socket run on its owner (a forwarding instance only
+//! relays), and each instance's caps ([`max_waiting`](Builder::max_waiting)
+//! and the per-client ones) count the sockets waiting on it.
 //!
 //! | case | answer |
 //! |---|---|
