@@ -219,9 +219,10 @@
 //! - An instance that makes a socket (`POST /`, `PUT`, `GET /reserve`)
 //!   holds its id in Redis (`SET` with the backplane's
 //!   [lease](crate::backplane::RedisBuilder::lease), 15 s by default,
-//!   renewed every third of it while the socket waits, removed once it is
-//!   taken or gone). The hold is atomic: two instances never hand out one
-//!   id.
+//!   renewed every third of it while the socket waits; released at once
+//!   when the socket is taken, within a third of the lease when it expired
+//!   or its sender left, and by itself within one lease when the instance
+//!   died). The hold is atomic: two instances never hand out one id.
 //! - A `GET /{id}` that lands on another instance is **streamed through**
 //!   to the owner over HTTP/1.1 (no redirect): the receiver gets the
 //!   owner's answer, head and body, as if it had asked there (the same
