@@ -22,7 +22,22 @@
 //! (ephemeral), `--max-receivers N` (64, Piping's largest `?n=`),
 //! `--no-page` (no web page at `/`), `--http1-only` (refuses h2c),
 //! `--tls-cert PATH --tls-key PATH` (HTTPS, with the `tls` feature; the
-//! README says how to make a test certificate). Logging: `RUST_LOG=delayed_response=debug`.
+//! README says how to make a test certificate), `--redis URL --advertise URL`
+//! (feature `redis`: several instances, one pipe). Logging:
+//! `RUST_LOG=delayed_response=debug`.
+//!
+//! Two instances and one Redis (`--features redis`): the upload waits on one,
+//! the download streams through the other.
+//!
+//! ```text
+//! redis-server --port 6379 --save '' --appendonly no &
+//! cargo run --features redis --example pipe_server -- --addr 127.0.0.1:9001 \
+//!     --redis redis://127.0.0.1:6379 --advertise http://127.0.0.1:9001 &
+//! cargo run --features redis --example pipe_server -- --addr 127.0.0.1:9002 \
+//!     --redis redis://127.0.0.1:6379 --advertise http://127.0.0.1:9002 &
+//! curl -N -T file http://127.0.0.1:9001/    # prints http://127.0.0.1:9001/ID
+//! curl -o copy http://127.0.0.1:9002/ID     # the same ID, on the other one
+//! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,7 +52,7 @@ mod common;
 const USAGE: &str = "usage: pipe_server [--addr HOST:PORT] [--ttl SECS] [--max-upload-bytes N] \
 [--reservations] [--required-referer URL] [--heartbeat-secs SECS] [--max-waiting N] \
 [--max-waiting-per-client N] [--max-reservations-per-client N] [--protocol ephemeral|piping] \
-[--max-receivers N] [--no-page] [--http1-only]";
+[--max-receivers N] [--no-page] [--http1-only] [--redis URL --advertise URL]";
 
 /// [`USAGE`] with the TLS options of this build.
 fn usage() -> String {
@@ -49,6 +64,7 @@ struct Args {
     pipe: delayed_response::pipe::Builder,
     http1_only: bool,
     tls: common::Tls,
+    redis: Option<String>,
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -56,6 +72,8 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut pipe = pipe::Service::builder().hooks(Logged);
     let mut http1_only = false;
     let mut tls = common::Tls::default();
+    let mut redis = None;
+    let mut advertise = None;
     while let Some(arg) = args.next() {
         if tls.take(&arg, &mut args)? {
             continue;
@@ -105,16 +123,41 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--no-page" => pipe = pipe.page(false),
             "--http1-only" => http1_only = true,
             "--required-referer" => pipe = pipe.required_referer(value("--required-referer")?),
+            "--redis" if cfg!(feature = "redis") => redis = Some(value("--redis")?),
+            "--advertise" if cfg!(feature = "redis") => advertise = Some(value("--advertise")?),
+            "--redis" | "--advertise" => {
+                return Err(format!("{arg} needs the feature redis (--features redis)"))
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
     tls.check()?;
+    #[cfg(feature = "redis")]
+    if let Some(url) = advertise {
+        if redis.is_none() {
+            return Err("--advertise needs --redis".into());
+        }
+        // The builder panics on a URL it cannot use: say it here instead.
+        let ok = url.parse::<http::Uri>().is_ok_and(|u| {
+            u.scheme_str() == Some("http")
+                && u.host().is_some()
+                && u.query().is_none()
+                && !url.contains(['@', '#'])
+        });
+        if !ok {
+            return Err(format!("--advertise: an http://host:port URL, not {url:?}"));
+        }
+        pipe = pipe.advertise(url);
+    }
+    #[cfg(not(feature = "redis"))]
+    let _ = advertise;
     Ok(Args {
         addr,
         pipe,
         http1_only,
         tls,
+        redis,
     })
 }
 
@@ -179,7 +222,18 @@ async fn main() -> ExitCode {
     };
     common::init_tracing();
     let (server, listener) = common::start("pipe_server", args.addr, &args.tls).await;
-    let pipe = args.pipe.build();
+    let pipe = match &args.redis {
+        #[cfg(feature = "redis")]
+        Some(url) => match delayed_response::backplane::RedisBackplane::connect(url).await {
+            Ok(redis) => args.pipe.backplane(std::sync::Arc::new(redis)),
+            Err(e) => {
+                eprintln!("pipe_server: redis at {url}: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => args.pipe,
+    };
+    let pipe = pipe.build();
     let result = server
         .http1_only(args.http1_only)
         .serve(listener, pipe, common::ctrl_c())

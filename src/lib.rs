@@ -89,7 +89,7 @@
 //! | `signal` | yes | SSE signalling swarms (getrandom, form_urlencoded) |
 //! | `hub` | no | pub/sub channels with history, presence and auth over SSE and long-poll, on a backplane (getrandom, form_urlencoded) |
 //! | `jwt` | no | `hub::JwtAuthorizer`, HS256 tokens (jsonwebtoken) |
-//! | `redis` | no | `backplane::RedisBackplane`: the hub's history, fan-out and presence, and signal's swarms, in Redis, for several instances (redis) |
+//! | `redis` | no | `backplane::RedisBackplane`: the hub's history, fan-out and presence, signal's swarms and park's jobs in Redis, for several instances; with `pipe`, a pipe across instances (redis, hyper's client) |
 //! | `testing` | no | `testing::RouterSim` |
 //! | `tls` | no | HTTPS for `server::Server` (`Server::tls`, `server::load_tls_config`; tokio-rustls with the *ring* provider) |
 //! | `full` | no | all of the above |

@@ -108,6 +108,28 @@ impl ClientKey {
     pub(crate) fn unknown() -> Self {
         ClientKey(Repr::Unknown)
     }
+
+    /// The key as text, for a request one instance streams through to
+    /// another ([`from_wire`](Self::from_wire) reads it back there).
+    #[cfg(all(feature = "pipe", feature = "redis"))]
+    pub(crate) fn to_wire(&self) -> String {
+        match &self.0 {
+            Repr::Key(k) => format!("k{k}"),
+            Repr::Ip(ip) => format!("i{ip}"),
+            Repr::Unknown => "u".to_owned(),
+        }
+    }
+
+    /// The key that [`to_wire`](Self::to_wire) wrote.
+    #[cfg(all(feature = "pipe", feature = "redis"))]
+    pub(crate) fn from_wire(s: &str) -> Option<ClientKey> {
+        match s.split_at_checked(1)? {
+            ("k", key) => Some(ClientKey::new(key)),
+            ("i", ip) => ip.parse().ok().map(ClientKey::from_ip),
+            ("u", "") => Some(ClientKey::unknown()),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for ClientKey {

@@ -53,6 +53,8 @@ mod channels;
 mod jobs;
 #[cfg(feature = "hub")]
 mod memory;
+#[cfg(feature = "pipe")]
+mod pipes;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "signal")]
@@ -69,6 +71,8 @@ pub use channels::*;
 pub use jobs::{Claim, JobBackplane, JobInbox, JobResult, JobState};
 #[cfg(feature = "hub")]
 pub use memory::MemoryBackplane;
+#[cfg(feature = "pipe")]
+pub use pipes::PipeBackplane;
 #[cfg(feature = "signal")]
 pub use swarm::{
     JoinOutcome, Listening, Signal, SignalOutcome, SwarmBackplane, SwarmEvent, SwarmNode, SwarmSink,

@@ -23,6 +23,10 @@ pub const DEFAULT_MAX_RESERVATIONS_PER_CLIENT: usize = 100;
 /// (the largest `?n=` of the [Piping mode](Protocol::Piping)).
 pub const DEFAULT_MAX_RECEIVERS: u32 = 64;
 
+/// The default [`Builder::forward_timeout`]: 5 s.
+#[cfg(feature = "redis")]
+pub const DEFAULT_FORWARD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Which protocol a pipe speaks (see the [module docs](super)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -55,12 +59,19 @@ pub struct Builder {
     pub(super) protocol: Protocol,
     pub(super) max_receivers: u32,
     pub(super) page: bool,
+    #[cfg(feature = "redis")]
+    pub(super) backplane: Option<Arc<dyn crate::backplane::PipeBackplane>>,
+    /// The normalised URL this instance advertises.
+    #[cfg(feature = "redis")]
+    pub(super) advertise: Option<String>,
+    #[cfg(feature = "redis")]
+    pub(super) forward_timeout: Duration,
 }
 
 impl fmt::Debug for Builder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
-            .field("ttl", &self.ttl)
+        let mut f = f.debug_struct("Builder");
+        f.field("ttl", &self.ttl)
             .field("max_upload_bytes", &self.max_upload_bytes)
             .field("max_waiting", &self.max_waiting)
             .field("max_waiting_per_client", &self.max_waiting_per_client)
@@ -74,8 +85,12 @@ impl fmt::Debug for Builder {
             .field("base_url", &self.base_url)
             .field("protocol", &self.protocol)
             .field("max_receivers", &self.max_receivers)
-            .field("page", &self.page)
-            .finish_non_exhaustive()
+            .field("page", &self.page);
+        #[cfg(feature = "redis")]
+        f.field("backplane", &self.backplane.is_some())
+            .field("advertise", &self.advertise)
+            .field("forward_timeout", &self.forward_timeout);
+        f.finish_non_exhaustive()
     }
 }
 
@@ -96,6 +111,12 @@ impl Default for Builder {
             protocol: Protocol::Ephemeral,
             max_receivers: DEFAULT_MAX_RECEIVERS,
             page: true,
+            #[cfg(feature = "redis")]
+            backplane: None,
+            #[cfg(feature = "redis")]
+            advertise: None,
+            #[cfg(feature = "redis")]
+            forward_timeout: DEFAULT_FORWARD_TIMEOUT,
         }
     }
 }
@@ -214,6 +235,68 @@ impl Builder {
     /// elsewhere. Default: on.
     pub fn page(mut self, on: bool) -> Self {
         self.page = on;
+        self
+    }
+
+    /// Serves the pipe from several instances (feature `redis`): each
+    /// waiting socket's id is recorded in `backplane` with this instance as
+    /// its owner (see [`advertise`](Self::advertise)), and a `GET` of an id
+    /// that another instance owns is streamed through to that instance, so
+    /// clients behind one public address (a load balancer) reach their
+    /// pipe wherever it waits. See
+    /// [Several instances](super#several-instances).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), delayed_response::Error> {
+    /// use std::sync::Arc;
+    /// use delayed_response::backplane::RedisBackplane;
+    /// use delayed_response::pipe;
+    ///
+    /// let redis = RedisBackplane::connect("redis://127.0.0.1:6379").await?;
+    /// let pipe = pipe::Service::builder()
+    ///     .backplane(Arc::new(redis))
+    ///     // How the other instances reach this one.
+    ///     .advertise("http://10.0.0.5:9000")
+    ///     .build();
+    /// # let _ = pipe;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn backplane(mut self, backplane: Arc<dyn crate::backplane::PipeBackplane>) -> Self {
+        self.backplane = Some(backplane);
+        self
+    }
+
+    /// This instance's address as the other instances reach it (feature
+    /// `redis`): `http://host:port`, with the path the pipe is served
+    /// under if it is nested (`http://10.0.0.5:9000/pipe`). Plain HTTP
+    /// only: the instances talk over a private network. Without it (but
+    /// with a [`backplane`](Self::backplane)) this instance streams `GET`s
+    /// through to the others, but its own sockets are reachable only
+    /// through it.
+    ///
+    /// # Panics
+    ///
+    /// When `url` is not an `http://` URL with a host.
+    #[cfg(feature = "redis")]
+    pub fn advertise(mut self, url: impl AsRef<str>) -> Self {
+        let url = url.as_ref();
+        match super::forward::Owner::parse(url) {
+            Some(owner) => self.advertise = Some(owner.url),
+            None => panic!("pipe: advertise needs an http://host:port URL, not {url:?}"),
+        }
+        self
+    }
+
+    /// How long a `GET` streamed through to another instance may take to
+    /// connect to it (feature `redis`); past it the receiver gets `502`.
+    /// Default: 5 s ([`DEFAULT_FORWARD_TIMEOUT`]).
+    #[cfg(feature = "redis")]
+    pub fn forward_timeout(mut self, timeout: Duration) -> Self {
+        self.forward_timeout = timeout;
         self
     }
 

@@ -93,6 +93,8 @@
 //! | [`protocol`](Builder::protocol) | [`Protocol::Ephemeral`] |
 //! | [`max_receivers`](Builder::max_receivers) | 64 ([`DEFAULT_MAX_RECEIVERS`]), Piping mode |
 //! | [`page`](Builder::page) | on: the web page at `GET /` |
+//! | [`backplane`](Builder::backplane), [`advertise`](Builder::advertise) (feature `redis`) | none: one instance |
+//! | [`forward_timeout`](Builder::forward_timeout) (feature `redis`) | 5 s ([`DEFAULT_FORWARD_TIMEOUT`]) |
 //!
 //! # The Piping mode
 //!
@@ -205,6 +207,58 @@
 //! # let _ = app;
 //! ```
 //!
+//! # Several instances
+//!
+//! With feature `redis`, several instances behind one public address (a
+//! load balancer) serve one pipe: give each a
+//! [`backplane`](Builder::backplane) (a
+//! [`RedisBackplane`](crate::backplane::RedisBackplane), the same Redis and
+//! prefix) and its own [`advertise`](Builder::advertise) URL, the address
+//! at which the other instances reach it.
+//!
+//! - An instance that makes a socket (`POST /`, `PUT`, `GET /reserve`)
+//!   holds its id in Redis (`SET` with the backplane's
+//!   [lease](crate::backplane::RedisBuilder::lease), 15 s by default,
+//!   renewed every third of it while the socket waits; released at once
+//!   when the socket is taken, within a third of the lease when it expired
+//!   or its sender left, and by itself within one lease when the instance
+//!   died). The hold is atomic: two instances never hand out one id.
+//! - A `GET /{id}` that lands on another instance is **streamed through**
+//!   to the owner over HTTP/1.1 (no redirect): the receiver gets the
+//!   owner's answer, head and body, as if it had asked there (the same
+//!   `200`, `404`, `409` or `502`). The socket is taken in the owner's
+//!   registry, so two `GET`s on two instances cannot both take it.
+//!   Backpressure holds end to end; a receiver that leaves cuts the
+//!   sender's transfer (`cut: the receiver went away`), and a sender that
+//!   leaves ends the receiver's body abnormally, as on one instance.
+//! - A reservation's upload (`POST /reserve/{id}/{secret}`) that lands on
+//!   another instance is streamed through to the reservation's owner the
+//!   same way, with the sender's held response coming back.
+//! - The forwarded request carries a secret that the instances share
+//!   through Redis (made at first use), in `X-Pipe-Forward`; a wrong one
+//!   gets `403`. It grants nothing a client cannot do (a `GET` still takes
+//!   only the id it names, an upload still needs its reservation's
+//!   secret); it tells the owner to answer from its own registry, and to
+//!   count the client (`X-Pipe-Client`), not the instance, against its
+//!   per-client caps.
+//!
+//! The [`Hooks`] of a socket run on its owner (a forwarding instance only
+//! relays), and each instance's caps ([`max_waiting`](Builder::max_waiting)
+//! and the per-client ones) count the sockets waiting on it.
+//!
+//! | case | answer |
+//! |---|---|
+//! | an id no instance holds | `404`, as on one instance |
+//! | Redis fails or is too slow (its [timeout](crate::backplane::RedisBuilder::timeout)) while an id is made or looked up | `503` with `Retry-After` ([`Hooks::busy`]) |
+//! | the owner does not answer within [`forward_timeout`](Builder::forward_timeout) (5 s) | `502` |
+//! | the owner died | `502` until its holds expire (one lease), then `404` |
+//!
+//! In the ephemeral protocol a `GET` never comes first: an id exists only
+//! once its socket was made, so a `GET` before it is `404` on every
+//! instance, as on one. The [Piping mode](#the-piping-mode), whose paths
+//! any side may name first, stays on one instance: its senders and
+//! receivers must reach the same one (sticky routing by path).
+//!
 //! # Limits
 //!
 //! A waiting sender's upload is not read, so hyper cannot see it close its
@@ -225,6 +279,10 @@
 
 mod body;
 mod builder;
+#[cfg(feature = "redis")]
+mod cluster;
+#[cfg(feature = "redis")]
+mod forward;
 mod headers;
 mod hooks;
 mod ids;
@@ -238,6 +296,8 @@ mod sender;
 mod service;
 mod transfer;
 
+#[cfg(feature = "redis")]
+pub use builder::DEFAULT_FORWARD_TIMEOUT;
 pub use builder::{
     Builder, Protocol, DEFAULT_MAX_RECEIVERS, DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
     DEFAULT_MAX_UPLOAD_BYTES, DEFAULT_MAX_WAITING, DEFAULT_MAX_WAITING_PER_CLIENT, DEFAULT_TTL,

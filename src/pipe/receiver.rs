@@ -26,6 +26,12 @@ impl Inner {
             Tapped::Reserved => return hooks.not_ready(id),
             Tapped::Taken(upload, rearm) => (upload, rearm),
         };
+        // Gone for good (a reservation may come back: its hold stays, and
+        // the renewal drops it if it does not).
+        #[cfg(feature = "redis")]
+        if rearm.is_none() {
+            self.forget(id);
+        }
         let Upload {
             body,
             boundary,

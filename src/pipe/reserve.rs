@@ -6,6 +6,8 @@
 //! got the secret, can upload. The secret is 128 bits from the OS CSPRNG,
 //! compared in constant time.
 
+use std::sync::Arc;
+
 use http::header::ACCEPT;
 use http::request::Parts;
 use http::Response;
@@ -21,7 +23,7 @@ use crate::limit::ClientKey;
 
 impl Inner {
     /// `GET /reserve`.
-    pub(super) fn reserve(&self, parts: &Parts) -> Response<Body> {
+    pub(super) async fn reserve(self: &Arc<Self>, parts: &Parts) -> Response<Body> {
         let hooks = &self.cfg.hooks;
         if let Some(required) = &self.cfg.required_referer {
             if !referer_ok(parts, required) {
@@ -43,7 +45,10 @@ impl Inner {
         };
         let upload_path = |id: &str| format!("reserve/{id}/{secret}");
         let ticket = Ticket::new(secret.clone(), Some(permit));
-        match self.insert_fresh(parts, State::Reserved, Some(ticket), self.deadline()) {
+        match self
+            .insert_fresh(parts, State::Reserved, Some(ticket), self.deadline())
+            .await
+        {
             Ok((id, _serial)) => {
                 tracing::debug!(%id, "pipe socket reserved");
                 hooks.reserved(&Reservation {

@@ -35,8 +35,8 @@ impl Inner {
     /// Inserts `state` (with a reservation's `ticket`) under a fresh id,
     /// trying again on a collision. A waiting upload learns its id and URL
     /// on each attempt.
-    pub(super) fn insert_fresh(
-        &self,
+    pub(super) async fn insert_fresh(
+        self: &Arc<Self>,
         parts: &Parts,
         mut state: State,
         mut ticket: Option<Ticket>,
@@ -50,6 +50,17 @@ impl Inner {
                     return Err(Busy);
                 }
             };
+            // With a backplane, the id is held for this instance first:
+            // nothing is in the registry while that is awaited.
+            #[cfg(feature = "redis")]
+            match self.hold(&id).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "pipe: cannot hold an id in the backplane");
+                    return Err(Busy);
+                }
+            }
             if let State::Waiting(upload) = &mut state {
                 upload.socket.url = self.url(parts, &id);
                 upload.socket.id.clone_from(&id);
@@ -59,11 +70,20 @@ impl Inner {
                 .registry
                 .insert(&id, state, ticket.take(), deadline, max)
             {
-                Ok(serial) => return Ok((id, serial)),
+                Ok(serial) => {
+                    #[cfg(feature = "redis")]
+                    self.held(&id);
+                    return Ok((id, serial));
+                }
                 Err(Refused::Taken(back, t)) => (state, ticket) = (back, t),
                 Err(Refused::Full(state, ticket)) => {
                     // Dropped here, outside the registry's lock.
                     drop((state, ticket));
+                    #[cfg(feature = "redis")]
+                    {
+                        self.held(&id);
+                        self.forget(&id);
+                    }
                     return Err(Busy);
                 }
             }
@@ -160,7 +180,10 @@ impl Inner {
             }
             None => {
                 let mut socket = upload.socket.clone();
-                match self.insert_fresh(&parts, State::Waiting(upload), None, self.deadline()) {
+                let fresh = self
+                    .insert_fresh(&parts, State::Waiting(upload), None, self.deadline())
+                    .await;
+                match fresh {
                     Ok((id, serial)) => {
                         // A fresh id is known to nobody until this line is
                         // out, so nothing can take the socket before it is
@@ -175,8 +198,10 @@ impl Inner {
             }
         };
         tracing::debug!(%id, "pipe socket opened");
-        // No await since `handle()`: the response cannot have been dropped
-        // (which is what fires the abort hook) before the key is set.
+        // No await since the socket went into the registry: the response
+        // cannot have been dropped (which is what fires the abort hook)
+        // between the insert and the key's setting. (A drop while
+        // `insert_fresh` awaits the backplane leaves nothing inserted.)
         let _ = key.set((id, serial));
         let mut res = response.await;
         let headers = res.headers_mut();

@@ -45,6 +45,9 @@ pub(super) struct Inner {
     /// A waiting sender's response settings, made once (each sender adds
     /// its request's part and its abort hook).
     pub(super) sender_stream: DelayedResponse,
+    /// The other instances, with a backplane.
+    #[cfg(feature = "redis")]
+    pub(super) cluster: Option<super::cluster::Cluster>,
 }
 
 impl fmt::Debug for Service {
@@ -87,6 +90,8 @@ impl Service {
         });
         Service {
             inner: Arc::new(Inner {
+                #[cfg(feature = "redis")]
+                cluster: super::cluster::Cluster::new(&cfg),
                 waiting_per_client: PerClient::new(cfg.max_waiting_per_client),
                 reservations_per_client: PerClient::new(cfg.max_reservations_per_client),
                 sender_stream: DelayedResponse::new()
@@ -137,7 +142,8 @@ impl Inner {
         B::Data: Into<Bytes>,
         B::Error: Into<BoxError>,
     {
-        let (parts, body) = req.into_parts();
+        #[allow(unused_mut)] // without feature `redis`
+        let (mut parts, body) = req.into_parts();
         let body: UploadBody = Box::pin(
             body.map_frame(|f| f.map_data(Into::into))
                 .map_err(Into::into),
@@ -145,6 +151,11 @@ impl Inner {
         if self.cfg.protocol == Protocol::Piping {
             return self.piping(parts, body).await;
         }
+        #[cfg(feature = "redis")]
+        let forwarded = match self.forwarded(&mut parts).await {
+            Ok(forwarded) => forwarded,
+            Err(res) => return res,
+        };
         let hooks = &self.cfg.hooks;
         if self.cfg.page
             && (parts.method == http::Method::GET || parts.method == http::Method::HEAD)
@@ -162,12 +173,30 @@ impl Inner {
                 if !self.cfg.ids.is_valid(id) || !is_secret(secret) {
                     return hooks.not_found();
                 }
+                // A reservation another instance holds gets its upload
+                // there.
+                #[cfg(feature = "redis")]
+                let body = if forwarded {
+                    body
+                } else {
+                    match self.open_elsewhere(&parts, id, secret, body).await {
+                        Ok(res) => return res,
+                        Err(body) => body,
+                    }
+                };
                 let reserved = (id.to_owned(), secret.to_owned());
                 self.clone().open(parts, body, Some(reserved), None).await
             }
-            Route::Reserve => self.reserve(&parts),
+            Route::Reserve => self.reserve(&parts).await,
             Route::Tap(id) => {
                 let id = id.to_owned();
+                // A socket another instance holds is streamed through.
+                #[cfg(feature = "redis")]
+                if !forwarded {
+                    if let Some(res) = self.tap_elsewhere(&parts, &id).await {
+                        return res;
+                    }
+                }
                 self.tap(&id).await
             }
             Route::NotFound => hooks.not_found(),

@@ -21,6 +21,8 @@ mod fanout;
 mod history;
 #[cfg(feature = "park")]
 mod jobs;
+#[cfg(feature = "pipe")]
+mod pipes;
 mod presence;
 mod scripts;
 #[cfg(feature = "signal")]

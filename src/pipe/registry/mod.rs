@@ -164,6 +164,12 @@ impl Registry {
         lock(&self.shared.slots).map.len()
     }
 
+    /// Is `id` here (reserved or waiting)?
+    #[cfg(feature = "redis")]
+    pub(crate) fn contains(&self, id: &str) -> bool {
+        lock(&self.shared.slots).map.contains_key(id)
+    }
+
     /// Inserts a new socket under `id` that expires at `deadline`, unless the
     /// id is taken or `max` sockets already wait. Returns its serial.
     /// A reservation comes with its `ticket`.
