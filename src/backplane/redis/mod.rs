@@ -1,5 +1,6 @@
 //! The Redis backplane (feature `redis`): history in a stream per channel,
-//! live fan-out over pub/sub, presence in leases.
+//! live fan-out over pub/sub, presence in leases, and the hub's rate limits
+//! per identity counted in Redis (one budget across instances).
 //!
 //! Each operation that changes state is one Lua script (one round trip,
 //! atomic), whatever the number of subscribers. A publish is `XADD … MAXLEN
@@ -19,6 +20,7 @@
 
 mod fanout;
 mod history;
+mod limits;
 mod presence;
 mod scripts;
 mod topic;
@@ -41,6 +43,7 @@ use super::{
 };
 use crate::error::{Error, Kind};
 use crate::http::lock;
+use crate::limit::{ClientKey, Rate};
 
 use fanout::{Control, Sub, Waiters};
 #[allow(unused_imports)] // until the other modules' backplanes use them
@@ -138,6 +141,7 @@ struct Scripts {
     expired: Script,
     presence: Script,
     renew: Script,
+    take_token: Script,
 }
 
 /// An I/O error for a Redis failure.
@@ -238,6 +242,7 @@ impl RedisBackplane {
                 expired: scripts::expired(),
                 presence: scripts::presence(),
                 renew: scripts::renew(),
+                take_token: scripts::take_token(),
             },
         });
         // Broadcasts reach every node: always subscribed.
@@ -434,5 +439,19 @@ impl Backplane for RedisBackplane {
 
     fn sweep_every(&self) -> Option<Duration> {
         Some(self.shared.lease / 3)
+    }
+
+    fn take_token<'a>(
+        &'a self,
+        limit: &'a str,
+        client: &'a ClientKey,
+        rate: Rate,
+    ) -> Option<BoxFuture<'a, Result<Option<Duration>, Error>>> {
+        Some(Box::pin(limits::take_token(
+            &self.shared,
+            limit,
+            client,
+            rate,
+        )))
     }
 }
