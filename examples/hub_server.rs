@@ -7,12 +7,13 @@
 //! ```text
 //! cargo run --features jwt --example hub_server -- [--addr 127.0.0.1:9000] \
 //!     [--secret KEY] [--open-publish] [--history N] [--http1-only] [--no-limits] \
-//!     [--redis redis://127.0.0.1:6379]
+//!     [--redis redis://127.0.0.1:6379] [--lease MS]
 //! ```
 //!
-//! With `--redis URL` (feature `redis`) history, presence and fan-out live
-//! in Redis: several `hub_server`s on one Redis (and one `--secret`) act as
-//! one hub.
+//! With `--redis URL` (feature `redis`) history, presence, fan-out and the
+//! rate limits live in Redis: several `hub_server`s on one Redis (and one
+//! `--secret`) act as one hub. `--lease MS` sets the presence lease (default
+//! 15000): a killed instance's users leave at most that long after.
 //!
 //! then open <http://127.0.0.1:9000/> in two browser windows, or try:
 //!
@@ -35,7 +36,7 @@ mod app;
 mod common;
 
 const USAGE: &str = "usage: hub_server [--addr HOST:PORT] [--secret KEY] [--open-publish] \
-                     [--history N] [--http1-only] [--no-limits] [--redis URL]";
+                     [--history N] [--http1-only] [--no-limits] [--redis URL] [--lease MS]";
 
 const ABOUT: &str = "A chat on the hub: a page at /, POST /login, and the hub's routes under /hub/.
 
@@ -50,6 +51,7 @@ struct Args {
     http1_only: bool,
     tls: common::Tls,
     redis: Option<String>,
+    lease: Option<std::time::Duration>,
 }
 
 fn args() -> Args {
@@ -64,6 +66,7 @@ fn args() -> Args {
         http1_only: false,
         tls: common::Tls::default(),
         redis: None,
+        lease: None,
     };
     let mut args = std::env::args().skip(1);
     let usage = format!("{USAGE}{}", common::TLS_USAGE);
@@ -97,8 +100,19 @@ fn args() -> Args {
             "--no-limits" => out.options.no_limits = true,
             "--redis" if cfg!(feature = "redis") => out.redis = Some(value("--redis")),
             "--redis" => fail("--redis needs the feature redis (--features jwt,redis)".into()),
+            "--lease" => {
+                let ms: u64 = value("--lease")
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .unwrap_or_else(|| fail("--lease takes milliseconds (> 0)".into()));
+                out.lease = Some(std::time::Duration::from_millis(ms));
+            }
             other => fail(format!("unknown argument {other:?}")),
         }
+    }
+    if out.lease.is_some() && out.redis.is_none() {
+        fail("--lease goes with --redis".into());
     }
     if let Err(problem) = out.tls.check() {
         fail(problem);
@@ -113,13 +127,25 @@ fn args() -> Args {
     out
 }
 
+#[cfg(feature = "redis")]
+async fn connect(
+    url: &str,
+    lease: Option<std::time::Duration>,
+) -> Result<delayed_response::backplane::RedisBackplane, delayed_response::Error> {
+    let mut builder = delayed_response::backplane::RedisBackplane::builder(url);
+    if let Some(lease) = lease {
+        builder = builder.lease(lease);
+    }
+    builder.connect().await
+}
+
 #[tokio::main]
 async fn main() {
     common::init_tracing();
     let args = args();
     let app = match &args.redis {
         #[cfg(feature = "redis")]
-        Some(url) => match delayed_response::backplane::RedisBackplane::connect(url).await {
+        Some(url) => match connect(url, args.lease).await {
             Ok(backplane) => {
                 app::App::with_backplane(&args.options, std::sync::Arc::new(backplane))
             }

@@ -130,6 +130,26 @@ impl ClientKey {
             _ => None,
         }
     }
+
+    /// The key as text, the same in every process: `key:{key}` for an
+    /// application's key (as given: it may be a secret, so store a hash of
+    /// it where others can see it, and do not log it), `ip:{address}`, or
+    /// `unknown`. For a [`Backplane`](crate::backplane) that counts limits
+    /// in a shared store.
+    ///
+    /// ```
+    /// use delayed_response::limit::ClientKey;
+    ///
+    /// assert_eq!(ClientKey::new("alice").stable_id(), "key:alice");
+    /// assert_eq!(ClientKey::from_ip([192, 0, 2, 7].into()).stable_id(), "ip:192.0.2.7");
+    /// ```
+    pub fn stable_id(&self) -> String {
+        match &self.0 {
+            Repr::Key(k) => format!("key:{k}"),
+            Repr::Ip(ip) => format!("ip:{ip}"),
+            Repr::Unknown => "unknown".to_string(),
+        }
+    }
 }
 
 impl fmt::Debug for ClientKey {
@@ -261,6 +281,16 @@ impl Rate {
         self.burst = f64::from(n.max(1));
         self
     }
+
+    /// The tokens that flow in per second.
+    pub fn tokens_per_second(&self) -> f64 {
+        self.per_second
+    }
+
+    /// The most tokens banked.
+    pub fn burst_tokens(&self) -> f64 {
+        self.burst
+    }
 }
 
 /// A token bucket per client, filled at a [`Rate`].
@@ -296,6 +326,14 @@ impl RateLimit {
                 map: HashMap::new(),
                 sweep_at: 1024,
             }),
+        }
+    }
+
+    /// The settings.
+    pub(crate) fn rate(&self) -> Rate {
+        Rate {
+            per_second: self.rate,
+            burst: self.burst,
         }
     }
 

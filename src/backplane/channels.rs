@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use super::BoxFuture;
 use crate::error::Error;
+use crate::limit::{ClientKey, Rate};
 
 /// Where a message sits in its channel: the channel's epoch (which changes
 /// when its history is lost, for example when the store restarts) and the
@@ -218,6 +219,27 @@ pub trait Backplane: Send + Sync + 'static {
     /// grace windows can expire; a networked backplane answers its lease
     /// period, so that another node's dead connections are announced.
     fn sweep_every(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Takes one token of the rate limit `limit` (`"publish"`, `"connect"`)
+    /// for `client`, from a bucket that every node shares: `Ok(None)` when
+    /// one was there, `Ok(Some(wait))` when the client must wait that long.
+    ///
+    /// `None` (the default): this backplane does not count across nodes,
+    /// and each hub counts in its own process (the memory backplane). A
+    /// networked backplane answers `Some`, so that a client's budget is one
+    /// however many instances it spreads its requests over. When the
+    /// future fails (the store is unreachable) the hub counts locally for
+    /// that request.
+    #[allow(clippy::type_complexity)]
+    fn take_token<'a>(
+        &'a self,
+        limit: &'a str,
+        client: &'a ClientKey,
+        rate: Rate,
+    ) -> Option<BoxFuture<'a, Result<Option<Duration>, Error>>> {
+        let _ = (limit, client, rate);
         None
     }
 }

@@ -198,7 +198,8 @@ impl Builder {
     }
 
     /// The token bucket on publishes per identity (user, else client key);
-    /// `None` for no limit. Over it: `429` with `Retry-After`.
+    /// `None` for no limit. Over it: `429` with `Retry-After`. On a backplane
+    /// that counts across instances (Redis), one bucket serves them all.
     pub fn publish_rate(mut self, rate: Option<Rate>) -> Self {
         self.config.publish_rate = rate;
         self
@@ -206,6 +207,7 @@ impl Builder {
 
     /// The token bucket on new connections (streams and polls) per
     /// identity; `None` for no limit. Over it: `429` with `Retry-After`.
+    /// Shared across instances like [`publish_rate`](Self::publish_rate).
     pub fn connect_rate(mut self, rate: Option<Rate>) -> Self {
         self.config.connect_rate = rate;
         self

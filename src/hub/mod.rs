@@ -99,7 +99,11 @@
 //! [`ClientKey`](crate::limit::ClientKey): one the application put in the
 //! request's extensions, else the client's IP address (when the server
 //! passes it; otherwise all anonymous clients share one). The rates are
-//! [`limit::Rate`](crate::limit::Rate)s.
+//! [`limit::Rate`](crate::limit::Rate)s, counted by the backplane when it
+//! shares them across instances
+//! ([`Backplane::take_token`](crate::backplane::Backplane::take_token): the
+//! Redis backplane does), else by each hub. The open-connection cap counts
+//! per instance.
 
 mod auth;
 mod builder;

@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
@@ -20,7 +21,7 @@ use super::{cursor, poll};
 use crate::body::Body;
 use crate::error::BoxError;
 use crate::http::{method_not_allowed, text};
-use crate::limit::{too_many_requests, ClientKey, Permit};
+use crate::limit::{too_many_requests, ClientKey, Permit, RateLimit};
 use crate::server::RemoteAddr;
 
 pub use crate::http::ResponseFuture;
@@ -207,18 +208,37 @@ fn may_subscribe(inner: &Inner, identity: &Identity, channel: &str) -> Result<()
     Ok(())
 }
 
+/// Takes a token of `limit` for `key`: from the backplane's shared bucket
+/// when it counts across instances, else (or when it cannot be reached)
+/// from this hub's own. `Err(wait)` when there is none.
+async fn take_token(
+    inner: &Inner,
+    limit: &RateLimit,
+    name: &str,
+    key: &ClientKey,
+) -> Result<(), Duration> {
+    if let Some(shared) = inner.config.backplane.take_token(name, key, limit.rate()) {
+        match shared.await {
+            Ok(None) => return Ok(()),
+            Ok(Some(wait)) => return Err(wait),
+            Err(error) => tracing::debug!(%error, "shared rate limit unavailable; counting here"),
+        }
+    }
+    limit.check(key)
+}
+
 /// The connect rate and the connection cap; the slot taken.
-fn admit(inner: &Inner, identity: &Identity) -> Result<Option<Permit>, Response<Body>> {
+async fn admit(inner: &Inner, identity: &Identity) -> Result<Option<Permit>, Response<Body>> {
     let key = identity.client_key();
     if let Some(rate) = &inner.connect_rate {
-        if let Err(wait) = rate.check(&key) {
+        if let Err(wait) = take_token(inner, rate, "connect", &key).await {
             return Err(too_many_requests(wait, "too many connects\n"));
         }
     }
     match inner.connections.try_acquire(&key) {
         Some(permit) => Ok(Some(permit)),
         None => Err(too_many_requests(
-            std::time::Duration::from_secs(1),
+            Duration::from_secs(1),
             "too many open connections\n",
         )),
     }
@@ -278,7 +298,7 @@ async fn subscribe(
             .polls
             .contains(&poll::session_key(&identity, &channels));
     let slot = if new_session {
-        match admit(inner, &identity) {
+        match admit(inner, &identity).await {
             Ok(slot) => slot,
             Err(res) => return res,
         }
@@ -340,7 +360,7 @@ where
         return refused(&identity, &format!("publish to {channel}"));
     }
     if let Some(rate) = &inner.publish_rate {
-        if let Err(wait) = rate.check(&identity.client_key()) {
+        if let Err(wait) = take_token(inner, rate, "publish", &identity.client_key()).await {
             return too_many_requests(wait, "too many publishes\n");
         }
     }

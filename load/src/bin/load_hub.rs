@@ -1,6 +1,7 @@
 //! Fan-out load test of the hub: many SSE subscribers over a few channels,
 //! one publisher; reports delivery latency, deliveries per second and the
-//! server's memory per idle subscriber.
+//! server's memory per idle subscriber; with `--redis`, several instances
+//! on one Redis and the Redis round trips per message.
 //!
 //! Run it (release build; each side needs one descriptor per subscriber),
 //! on a quiet machine:
@@ -8,33 +9,53 @@
 //! ```text
 //! ulimit -n 8192
 //! cargo run --release -p load --bin load_hub -- [--subscribers 1000] \
-//!     [--channels 10] [--messages 1000] [--size 100] [--rate 0] [--http1-only]
+//!     [--channels 10] [--messages 1000] [--size 100] [--rate 0] [--http1-only] \
+//!     [--redis [URL]] [--instances N]
 //! ```
 //!
-//! The server runs in a child process (this program with `--serve`): a hub
-//! with no limits where anyone may publish, served by `server::Server`, so
-//! its resident memory (`VmRSS`) is measured apart from the client's. The
-//! client opens `--subscribers` streams (`GET /sub/load-{i % channels}`)
-//! over raw TCP, waits until `/stats` counts them all, reads the server's
-//! RSS, then POSTs `--messages` messages of `--size` bytes round-robin over
-//! the channels on one keep-alive connection (`--rate N` paces them to N a
-//! second; 0 sends back to back). Each message carries the time it was
-//! sent; every subscriber notes the delay to the moment it parsed it.
+//! Each server instance runs in a child process (this program with
+//! `--serve`): a hub with no limits where anyone may publish, served by
+//! `server::Server`, so its resident memory (`VmRSS`) is measured apart
+//! from the client's. The client opens `--subscribers` streams (`GET
+//! /sub/load-{i % channels}`) over raw TCP, subscriber `i` on instance `i %
+//! instances`, waits until each instance's `/stats` counts its share, reads
+//! the servers' RSS, then POSTs `--messages` messages of `--size` bytes
+//! round-robin over the channels on one keep-alive connection to the first
+//! instance (`--rate N` paces them to N a second; 0 sends back to back).
+//! Each message carries its number and the time it was sent; every
+//! subscriber checks that it gets each message of its channel exactly
+//! once, in order, and notes the delay to the moment it parsed it.
+//!
+//! `--redis [URL]` puts the instances on a `RedisBackplane` at `URL`
+//! (without one: a `redis-server` this program starts on a free port, with
+//! no persistence); `--instances N` (default 2 with `--redis`, else 1; more
+//! than 1 needs Redis) sets how many. The Redis command counts (`INFO
+//! commandstats`) are read before the first and after the last publish.
 //!
 //! Output: latency p50/p99/max over every delivery, deliveries per second
-//! (first POST to last receipt), and server RSS per idle subscriber.
+//! (first POST to last receipt), server RSS per idle subscriber, and with
+//! Redis the round trips (script calls and pub/sub commands) per published
+//! message, beside every command's count. Exits with status 1 when a
+//! delivery was missing, repeated or out of order.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use delayed_response::backplane::RedisBackplane;
 use delayed_response::hub::{Hub, Namespace, Publishers};
 use delayed_response::server::Server;
+use load::redis::{calls_between, command_calls, RedisServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+
+const USAGE: &str = "usage: load_hub [--subscribers N] [--channels N] [--messages N] \
+                     [--size BYTES] [--rate PER_SECOND] [--http1-only] [--redis [URL]] \
+                     [--instances N]";
 
 #[derive(Clone)]
 struct Args {
@@ -45,6 +66,9 @@ struct Args {
     rate: u64,
     http1_only: bool,
     serve: bool,
+    /// `Some(None)`: Redis, started here.
+    redis: Option<Option<String>>,
+    instances: Option<usize>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,8 +80,10 @@ fn parse_args() -> Result<Args, String> {
         rate: 0,
         http1_only: false,
         serve: false,
+        redis: None,
+        instances: None,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = std::env::args().skip(1).peekable();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> Result<u64, String> {
             it.next()
@@ -70,10 +96,23 @@ fn parse_args() -> Result<Args, String> {
             "--messages" => args.messages = value("--messages")? as usize,
             "--size" => args.size = value("--size")? as usize,
             "--rate" => args.rate = value("--rate")?,
+            "--instances" => args.instances = Some((value("--instances")? as usize).max(1)),
             "--http1-only" => args.http1_only = true,
             "--serve" => args.serve = true,
+            "--redis" => {
+                let url = it.next_if(|v| v.starts_with("redis://"));
+                args.redis = Some(url);
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if args.instances.unwrap_or(1) > 1 && args.redis.is_none() && !args.serve {
+        // Several instances share state through Redis only.
+        args.redis = Some(None);
     }
     Ok(args)
 }
@@ -83,23 +122,32 @@ async fn main() {
     let args = match parse_args() {
         Ok(args) => args,
         Err(problem) => {
-            eprintln!("load_hub: {problem}");
+            eprintln!("load_hub: {problem}\n{USAGE}");
             std::process::exit(2);
         }
     };
     if args.serve {
-        serve(args.http1_only).await;
+        serve(args.http1_only, args.redis.flatten()).await;
     } else {
         client(args).await;
     }
 }
 
 /// The server side: prints its address, serves until stdin closes.
-async fn serve(http1_only: bool) {
-    let hub = Hub::builder()
+async fn serve(http1_only: bool, redis: Option<String>) {
+    let mut builder = Hub::builder()
         .no_limits()
-        .default_namespace(Namespace::new().publishers(Publishers::Anyone))
-        .build();
+        .default_namespace(Namespace::new().publishers(Publishers::Anyone));
+    if let Some(url) = redis {
+        match RedisBackplane::connect(&url).await {
+            Ok(backplane) => builder = builder.backplane(Arc::new(backplane)),
+            Err(e) => {
+                eprintln!("load_hub: redis at {url}: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let hub = builder.build();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     println!("{}", listener.local_addr().unwrap());
     let stop = async {
@@ -116,11 +164,14 @@ fn rss_kib(pid: u32) -> u64 {
     load::measure::Process::pid(pid).rss_kib().unwrap_or(0)
 }
 
-fn start_server(args: &Args) -> (Child, SocketAddr) {
+fn start_server(args: &Args, redis: Option<&str>) -> (Child, SocketAddr) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
     cmd.arg("--serve");
     if args.http1_only {
         cmd.arg("--http1-only");
+    }
+    if let Some(url) = redis {
+        cmd.args(["--redis", url]);
     }
     let mut child = cmd
         .stdin(Stdio::piped())
@@ -157,15 +208,47 @@ async fn connections(addr: SocketAddr) -> usize {
     v["connections"].as_u64().unwrap_or(0) as usize
 }
 
+/// Reads one response (its body sized by `Content-Length`) off `s`, with
+/// what was read past the last one in `pending`.
+async fn response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Vec<u8> {
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(head) = find(pending, b"\r\n\r\n") {
+            let len: usize = String::from_utf8_lossy(&pending[..head])
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .unwrap_or(0);
+            if pending.len() >= head + 4 + len {
+                return pending.drain(..head + 4 + len).collect();
+            }
+        }
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the server closed the publisher");
+        pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The messages of channel `c`, in the order they are sent.
+fn of_channel(args: &Args, c: usize) -> Vec<usize> {
+    (0..args.messages)
+        .filter(|m| m % args.channels == c)
+        .collect()
+}
+
 /// Reads one subscriber's stream; sends the latency of each message (in
-/// µs) until `expected` have come.
+/// µs) until the last of `expected` has come; counts each message that is
+/// not the next expected one (missing, repeated, out of order) in `wrong`.
 async fn subscriber(
     addr: SocketAddr,
     channel: usize,
-    expected: usize,
+    expected: Vec<usize>,
     epoch: Instant,
     latencies: mpsc::UnboundedSender<u64>,
-    done: Arc<AtomicUsize>,
+    wrong: Arc<AtomicUsize>,
 ) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!("GET /sub/load-{channel} HTTP/1.1\r\nHost: l\r\n\r\n");
@@ -173,7 +256,7 @@ async fn subscriber(
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 16384];
     let mut got = 0;
-    while got < expected {
+    while got < expected.len() {
         let n = match s.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
@@ -182,12 +265,16 @@ async fn subscriber(
         let mut start = 0;
         while let Some(end) = pending[start..].iter().position(|&b| b == b'\n') {
             let line = &pending[start..start + end];
-            if let Some(t) = line.strip_prefix(b"data: t=") {
-                let sent: u64 = std::str::from_utf8(t)
-                    .ok()
-                    .and_then(|t| t.split(' ').next())
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
+            if let Some(rest) = line.strip_prefix(b"data: t=") {
+                let mut fields = std::str::from_utf8(rest).unwrap_or("").split(' ');
+                let sent: u64 = fields.next().and_then(|t| t.parse().ok()).unwrap_or(0);
+                let number: Option<usize> = fields
+                    .next()
+                    .and_then(|m| m.strip_prefix("m="))
+                    .and_then(|m| m.parse().ok());
+                if number != expected.get(got).copied() {
+                    wrong.fetch_add(1, Ordering::Relaxed);
+                }
                 let now = epoch.elapsed().as_micros() as u64;
                 let _ = latencies.send(now.saturating_sub(sent));
                 got += 1;
@@ -196,68 +283,97 @@ async fn subscriber(
         }
         pending.drain(..start);
     }
-    done.fetch_add(1, Ordering::Relaxed);
     // Keep the stream open until the run is over (the process exits).
     drop(latencies);
     let _ = s.read(&mut buf).await;
 }
 
 async fn client(args: Args) {
-    let (mut child, addr) = start_server(&args);
-    let epoch = Instant::now();
-    let per_channel = |c: usize| {
-        (0..args.messages)
-            .filter(|m| m % args.channels == c)
-            .count()
+    let instances = args
+        .instances
+        .unwrap_or(if args.redis.is_some() { 2 } else { 1 });
+    let own_redis = match &args.redis {
+        Some(None) => Some(RedisServer::start().unwrap_or_else(|e| {
+            eprintln!("load_hub: cannot start redis-server: {e}");
+            std::process::exit(1);
+        })),
+        _ => None,
     };
+    let redis_url = match &args.redis {
+        Some(Some(url)) => Some(url.clone()),
+        Some(None) => own_redis.as_ref().map(RedisServer::url),
+        None => None,
+    };
+    let mut servers: Vec<(Child, SocketAddr)> = (0..instances)
+        .map(|_| start_server(&args, redis_url.as_deref()))
+        .collect();
+    let addrs: Vec<SocketAddr> = servers.iter().map(|(_, a)| *a).collect();
+    let rss = |servers: &[(Child, SocketAddr)]| -> u64 {
+        servers.iter().map(|(c, _)| rss_kib(c.id())).sum()
+    };
+    let epoch = Instant::now();
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let done = Arc::new(AtomicUsize::new(0));
-    let baseline = rss_kib(child.id());
+    let wrong = Arc::new(AtomicUsize::new(0));
+    let baseline = rss(&servers);
     for i in 0..args.subscribers {
         let channel = i % args.channels;
         tokio::spawn(subscriber(
-            addr,
+            addrs[i % instances],
             channel,
-            per_channel(channel),
+            of_channel(&args, channel),
             epoch,
             tx.clone(),
-            done.clone(),
+            wrong.clone(),
         ));
     }
     drop(tx);
-    while connections(addr).await < args.subscribers {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    for (k, addr) in addrs.iter().enumerate() {
+        let share = (k..args.subscribers).step_by(instances).count();
+        while connections(*addr).await < share {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
-    let loaded = rss_kib(child.id());
-    // One keep-alive connection for every publish.
-    let mut publisher = TcpStream::connect(addr).await.unwrap();
-    let filler = "x".repeat(args.size.saturating_sub(24));
-    let server = load::measure::Process::pid(child.id());
-    let cpu0 = server.cpu_time().expect("server CPU time");
+    let loaded = rss(&servers);
+    let calls_before = redis_url.as_deref().map(|url| command_calls(url).unwrap());
+    // One keep-alive connection to the first instance for every publish.
+    let mut publisher = TcpStream::connect(addrs[0]).await.unwrap();
+    let filler = "x".repeat(args.size.saturating_sub(32));
+    // The instances' CPU (`utime + stime`), Redis's not included.
+    let cpu = |servers: &[(Child, SocketAddr)]| -> Duration {
+        servers
+            .iter()
+            .map(|(c, _)| {
+                load::measure::Process::pid(c.id())
+                    .cpu_time()
+                    .expect("server CPU time")
+            })
+            .sum()
+    };
+    let cpu0 = cpu(&servers);
     let started = Instant::now();
-    let mut buf = vec![0u8; 4096];
+    let mut pending = Vec::new();
     for m in 0..args.messages {
         if let Some(offset) = (m as u64 * 1_000_000).checked_div(args.rate) {
             let due = started + Duration::from_micros(offset);
             tokio::time::sleep_until(due.into()).await;
         }
-        let body = format!("t={} {filler}", epoch.elapsed().as_micros());
+        let body = format!("t={} m={m} {filler}", epoch.elapsed().as_micros());
         let req = format!(
             "POST /pub/load-{} HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n{body}",
             m % args.channels,
             body.len()
         );
         publisher.write_all(req.as_bytes()).await.unwrap();
-        // One response at a time: read until its (small JSON) body ends.
-        let mut resp = Vec::new();
-        while !resp.ends_with(b"}") {
-            let n = publisher.read(&mut buf).await.unwrap();
-            assert!(n > 0, "the server closed the publisher");
-            resp.extend_from_slice(&buf[..n]);
-        }
+        // One response at a time.
+        let resp = response(&mut publisher, &mut pending).await;
+        assert!(
+            resp.starts_with(b"HTTP/1.1 20"),
+            "a publish failed: {}",
+            String::from_utf8_lossy(&resp)
+        );
     }
     let total: usize = (0..args.subscribers)
-        .map(|i| per_channel(i % args.channels))
+        .map(|i| of_channel(&args, i % args.channels).len())
         .sum();
     let mut latencies = Vec::with_capacity(total);
     while latencies.len() < total {
@@ -268,13 +384,48 @@ async fn client(args: Args) {
         }
     }
     let elapsed = started.elapsed();
-    let cpu = server
-        .cpu_time()
-        .expect("server CPU time")
-        .saturating_sub(cpu0);
-    if latencies.len() < total {
-        eprintln!("only {} of {total} deliveries arrived", latencies.len());
+    let cpu_used = cpu(&servers).saturating_sub(cpu0);
+    let calls = calls_before.map(|before| {
+        let after = command_calls(redis_url.as_deref().unwrap()).unwrap();
+        calls_between(&before, &after)
+    });
+    report(&args, instances, &latencies, elapsed, total);
+    println!(
+        "server CPU {} ms over {:.0} ms ({} instance(s)): {:.2} µs per delivery",
+        cpu_used.as_millis(),
+        elapsed.as_secs_f64() * 1000.0,
+        instances,
+        cpu_used.as_secs_f64() * 1e6 / latencies.len().max(1) as f64
+    );
+    println!(
+        "server RSS {} KiB idle, {} KiB with {} streams ({} instance(s)): {:.1} KiB per stream",
+        baseline,
+        loaded,
+        args.subscribers,
+        instances,
+        loaded.saturating_sub(baseline) as f64 / args.subscribers.max(1) as f64
+    );
+    if let Some(calls) = calls {
+        redis_report(&calls, args.messages);
     }
+    for (child, _) in &mut servers {
+        drop(child.stdin.take());
+        let _ = child.wait();
+    }
+    drop(own_redis);
+    let wrong = wrong.load(Ordering::Relaxed);
+    if latencies.len() < total || wrong > 0 {
+        eprintln!(
+            "FAILED: {} of {total} deliveries arrived; {wrong} missing, repeated or out of order",
+            latencies.len()
+        );
+        std::process::exit(1);
+    }
+    println!("every delivery checked: {total} arrived, each once and in order");
+}
+
+fn report(args: &Args, instances: usize, latencies: &[u64], elapsed: Duration, total: usize) {
+    let mut latencies = latencies.to_vec();
     latencies.sort_unstable();
     let pct = |p: f64| {
         latencies
@@ -283,11 +434,18 @@ async fn client(args: Args) {
             .unwrap_or(0)
     };
     println!(
-        "subscribers {} channels {} messages {} size {} rate {} http1_only {}",
-        args.subscribers, args.channels, args.messages, args.size, args.rate, args.http1_only
+        "subscribers {} channels {} messages {} size {} rate {} http1_only {} instances {} redis {}",
+        args.subscribers,
+        args.channels,
+        args.messages,
+        args.size,
+        args.rate,
+        args.http1_only,
+        instances,
+        args.redis.is_some()
     );
     println!(
-        "deliveries {} in {:.2?}: {:.0}/s; latency p50 {} µs, p99 {} µs, max {} µs",
+        "deliveries {} of {total} in {:.2?}: {:.0}/s; latency p50 {} µs, p99 {} µs, max {} µs",
         latencies.len(),
         elapsed,
         latencies.len() as f64 / elapsed.as_secs_f64(),
@@ -295,19 +453,29 @@ async fn client(args: Args) {
         pct(0.99),
         latencies.last().copied().unwrap_or(0)
     );
+}
+
+/// Redis round trips per message: the commands clients sent (scripts,
+/// pub/sub, pings, script loads); the commands a script runs count in
+/// `commandstats` too, but go over no connection.
+fn redis_report(calls: &BTreeMap<String, u64>, messages: usize) {
+    let sum = |pick: &dyn Fn(&str) -> bool| -> u64 {
+        calls
+            .iter()
+            .filter(|(name, _)| pick(name))
+            .map(|(_, n)| n)
+            .sum()
+    };
+    let scripts = sum(&|n| n.starts_with("eval") || n.starts_with("fcall"));
+    let other = sum(&|n| n.contains("subscribe") || n == "ping" || n.starts_with("script"));
+    let per = |n: u64| n as f64 / messages.max(1) as f64;
     println!(
-        "server CPU {} ms over {:.0} ms: {:.2} µs per delivery",
-        cpu.as_millis(),
-        elapsed.as_secs_f64() * 1000.0,
-        cpu.as_secs_f64() * 1e6 / latencies.len().max(1) as f64
+        "redis round trips {} for {messages} messages: {:.2} per message ({scripts} script \
+         calls: {:.2} per message; {other} pings, script loads and (un)subscribes)",
+        scripts + other,
+        per(scripts + other),
+        per(scripts)
     );
-    println!(
-        "server RSS {} KiB idle, {} KiB with {} streams: {:.1} KiB per stream",
-        baseline,
-        loaded,
-        args.subscribers,
-        loaded.saturating_sub(baseline) as f64 / args.subscribers.max(1) as f64
-    );
-    drop(child.stdin.take());
-    let _ = child.wait();
+    let all: Vec<String> = calls.iter().map(|(n, c)| format!("{n}={c}")).collect();
+    println!("redis commands during the publishes: {}", all.join(" "));
 }

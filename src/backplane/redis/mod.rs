@@ -1,5 +1,6 @@
 //! The Redis backplane (feature `redis`): history in a stream per channel,
-//! live fan-out over pub/sub, presence in leases.
+//! live fan-out over pub/sub, presence in leases, and the hub's rate limits
+//! per identity counted in Redis (one budget across instances).
 //!
 //! Each operation that changes state is one Lua script (one round trip,
 //! atomic), whatever the number of subscribers. A publish is `XADD … MAXLEN
@@ -21,6 +22,7 @@ mod fanout;
 mod history;
 #[cfg(feature = "park")]
 mod jobs;
+mod limits;
 #[cfg(feature = "pipe")]
 mod pipes;
 mod presence;
@@ -49,6 +51,7 @@ use super::{
 };
 use crate::error::{Error, Kind};
 use crate::http::lock;
+use crate::limit::{ClientKey, Rate};
 
 use fanout::{Control, Sub, Waiters};
 #[allow(unused_imports)] // until the other modules' backplanes use them
@@ -146,6 +149,7 @@ struct Scripts {
     expired: Script,
     presence: Script,
     renew: Script,
+    take_token: Script,
 }
 
 /// An I/O error for a Redis failure.
@@ -246,6 +250,7 @@ impl RedisBackplane {
                 expired: scripts::expired(),
                 presence: scripts::presence(),
                 renew: scripts::renew(),
+                take_token: scripts::take_token(),
             },
         });
         // Broadcasts reach every node: always subscribed.
@@ -442,5 +447,19 @@ impl Backplane for RedisBackplane {
 
     fn sweep_every(&self) -> Option<Duration> {
         Some(self.shared.lease / 3)
+    }
+
+    fn take_token<'a>(
+        &'a self,
+        limit: &'a str,
+        client: &'a ClientKey,
+        rate: Rate,
+    ) -> Option<BoxFuture<'a, Result<Option<Duration>, Error>>> {
+        Some(Box::pin(limits::take_token(
+            &self.shared,
+            limit,
+            client,
+            rate,
+        )))
     }
 }

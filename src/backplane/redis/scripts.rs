@@ -7,7 +7,8 @@
 //! `P:c:{ch}` the pub/sub channel; `P:pz:{ch}` presence leases (a sorted
 //! set of `user\nconnection` by expiry in ms, `user\n` for a grace window);
 //! `P:pn:{ch}` entries per user; `P:pi:{ch}` each user's info; `P:pch` the
-//! channels with presence.
+//! channels with presence; `P:rl:{limit}:{sha1 of the client}` a shared
+//! rate limit's bucket.
 
 use redis::Script;
 
@@ -148,4 +149,31 @@ end
 return 0
 "
     ))
+}
+
+/// Takes a token of a rate limit shared by every node (GCRA: the key holds
+/// the time, in ms, at which the bucket is full again): KEYS the limit's key
+/// prefix; ARGV the client's id (hashed into the key, so an application's
+/// secret key never shows in a key name), ms per token, burst. Returns 0
+/// when a token was taken, else the µs to wait for one.
+pub(super) fn take_token() -> Script {
+    Script::new(
+        r"
+local key = KEYS[1] .. redis.sha1hex(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local full = tonumber(redis.call('GET', key) or '0')
+if full < now then full = now end
+local allowed_at = full + interval - burst * interval
+if allowed_at > now then
+  return math.min(math.ceil((allowed_at - now) * 1000), 86400000000)
+end
+full = full + interval
+local ttl = math.min(math.ceil(full - now) + 1, 86400000000)
+redis.call('SET', key, string.format('%.3f', full), 'PX', string.format('%d', ttl))
+return 0
+",
+    )
 }
