@@ -237,6 +237,7 @@ mod routes;
 mod sender;
 mod service;
 mod transfer;
+mod upload;
 
 pub use builder::{
     Builder, Protocol, DEFAULT_MAX_RECEIVERS, DEFAULT_MAX_RESERVATIONS_PER_CLIENT,
