@@ -54,6 +54,7 @@ impl Source {
     /// `Content-Length`, hyper stops polling a response body once it has
     /// written that many bytes, so the last frame must say so itself.
     /// Empty frames and upload trailers are skipped.
+    #[inline]
     pub(crate) fn poll_data(
         &mut self,
         cx: &mut Context<'_>,
@@ -143,6 +144,7 @@ impl Source {
 
 /// A receiver's response frame of what [`Source::poll_metered`] read: the
 /// last data may be empty, and then there is no frame.
+#[inline]
 pub(crate) fn data_frame(
     next: Option<Result<(Bytes, bool), Error>>,
 ) -> Option<Result<Frame<Bytes>, Error>> {

@@ -86,6 +86,7 @@ impl UploadBody {
     }
 
     /// `poll_frame` without pinning at the call site.
+    #[inline]
     pub(crate) fn poll_next_frame(
         &mut self,
         cx: &mut Context<'_>,
@@ -98,6 +99,7 @@ impl Body for UploadBody {
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
