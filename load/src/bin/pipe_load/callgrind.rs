@@ -100,10 +100,16 @@ pub(crate) fn run(args: &[String]) {
     let per_gb = dump.instructions as f64 / (bytes as f64 / 1e9);
     println!("| measure | value |");
     println!("|---|---|");
-    println!("| server instructions (user space) | {} |", dump.instructions);
+    println!(
+        "| server instructions (user space) | {} |",
+        dump.instructions
+    );
     println!("| per GB (10⁹ bytes) | {:.3e} |", per_gb);
     if let Some(frames) = frames.filter(|&n| n > 0) {
-        println!("| upload frames | {frames} ({} bytes each) |", bytes / frames);
+        println!(
+            "| upload frames | {frames} ({} bytes each) |",
+            bytes / frames
+        );
         println!("| per frame | {} |", dump.instructions / frames);
     }
     println!("| dump | {} |", dump.file.display());
@@ -142,7 +148,14 @@ fn transfer(addr: &str, path: Option<&str>, bytes: u64, armed: impl FnOnce()) {
     };
     armed();
     let receiver = Command::new("curl")
-        .args(["-sS", "-o", "/dev/null", "-w", "%{size_download}", &download])
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download}",
+            &download,
+        ])
         .output()
         .expect("curl receiver");
     let got: u64 = String::from_utf8_lossy(&receiver.stdout)
