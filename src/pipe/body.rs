@@ -6,15 +6,13 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 
 use super::hooks::Cut;
 use super::transfer::Transfer;
 use crate::error::{BoxError, Error, Kind};
 
-/// An upload body with its data type and error erased.
-pub(crate) type UploadBody =
-    Pin<Box<dyn http_body::Body<Data = Bytes, Error = BoxError> + Send + 'static>>;
+pub(crate) use super::upload::UploadBody;
 
 /// Where the receiver's bytes come from.
 pub(crate) enum Source {
@@ -56,13 +54,14 @@ impl Source {
     /// `Content-Length`, hyper stops polling a response body once it has
     /// written that many bytes, so the last frame must say so itself.
     /// Empty frames and upload trailers are skipped.
+    #[inline]
     pub(crate) fn poll_data(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<(Bytes, bool), SourceError>>> {
         loop {
             return Poll::Ready(match self {
-                Source::Raw(body) => match ready!(body.as_mut().poll_frame(cx)) {
+                Source::Raw(body) => match ready!(body.poll_next_frame(cx)) {
                     Some(Ok(frame)) => match frame.into_data() {
                         Ok(data) => {
                             let last = body.is_end_stream();
@@ -145,6 +144,7 @@ impl Source {
 
 /// A receiver's response frame of what [`Source::poll_metered`] read: the
 /// last data may be empty, and then there is no frame.
+#[inline]
 pub(crate) fn data_frame(
     next: Option<Result<(Bytes, bool), Error>>,
 ) -> Option<Result<Frame<Bytes>, Error>> {
@@ -209,7 +209,7 @@ impl Stream for Paced {
             return Poll::Pending;
         }
         loop {
-            match ready!(this.body.as_mut().poll_frame(cx)) {
+            match ready!(this.body.poll_next_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
                         this.yielded = true;
@@ -223,58 +223,24 @@ impl Stream for Paced {
     }
 }
 
-/// An upload body with its first poll's result put back in front.
-pub(crate) struct Peeked {
-    first: Option<Option<Result<Frame<Bytes>, BoxError>>>,
-    rest: UploadBody,
-}
-
-impl Peeked {
-    /// Polls `body` once, so that hyper sees the upload wanted: for a request
-    /// with `Expect: 100-continue` it then sends `100 Continue` — only while
-    /// the response head has not gone out, so this runs before the head.
-    pub(crate) async fn nudge(mut body: UploadBody) -> UploadBody {
-        let first = std::future::poll_fn(|cx| {
-            Poll::Ready(match body.as_mut().poll_frame(cx) {
-                Poll::Ready(frame) => Some(frame),
-                Poll::Pending => None,
-            })
+/// Polls `body` once, so that hyper sees the upload wanted: for a request
+/// with `Expect: 100-continue` it then sends `100 Continue` — only while the
+/// response head has not gone out, so this runs before the head. What the
+/// poll read is put back in front.
+pub(crate) async fn nudge(mut body: UploadBody) -> UploadBody {
+    let first = std::future::poll_fn(|cx| {
+        Poll::Ready(match body.poll_next_frame(cx) {
+            Poll::Ready(frame) => Some(frame),
+            Poll::Pending => None,
         })
-        .await;
-        // Let the connection task run its read side once, with the head
-        // still unwritten.
-        tokio::task::yield_now().await;
-        match first {
-            None => body,
-            Some(first) => Box::pin(Peeked {
-                first: Some(first),
-                rest: body,
-            }),
-        }
-    }
-}
-
-impl http_body::Body for Peeked {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match this.first.take() {
-            Some(first) => Poll::Ready(first),
-            None => this.rest.as_mut().poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.first {
-            Some(None) => true,
-            Some(Some(_)) => false,
-            None => self.rest.is_end_stream(),
-        }
+    })
+    .await;
+    // Let the connection task run its read side once, with the head still
+    // unwritten.
+    tokio::task::yield_now().await;
+    match first {
+        None => body,
+        Some(first) => body.put_back(first),
     }
 }
 
@@ -300,15 +266,12 @@ pub(crate) async fn start(mut body: UploadBody) -> Start {
         return Start::Empty;
     }
     loop {
-        match std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        match std::future::poll_fn(|cx| body.poll_next_frame(cx)).await {
             None => return Start::Empty,
             Some(Err(e)) => return Start::Failed(e),
             Some(Ok(frame)) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => {
-                    return Start::Data(Box::pin(Peeked {
-                        first: Some(Some(Ok(Frame::data(data)))),
-                        rest: body,
-                    }))
+                    return Start::Data(body.put_back(Some(Ok(Frame::data(data)))))
                 }
                 // Empty frames, or trailers (which only end a body).
                 Ok(_) | Err(_) => continue,
@@ -331,7 +294,7 @@ pub(crate) fn salvage(body: &mut UploadBody, declared: Option<u64>) -> Option<Up
     // hyper's body channel holds a frame or two; the cap keeps a body that
     // is always ready (not hyper's) from running on.
     for _ in 0..64 {
-        match body.as_mut().poll_frame(&mut cx) {
+        match body.poll_next_frame(&mut cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     total += data.len() as u64;
@@ -343,7 +306,7 @@ pub(crate) fn salvage(body: &mut UploadBody, declared: Option<u64>) -> Option<Up
                     return None;
                 }
                 let rest = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
-                return Some(Box::pin(rest));
+                return Some(UploadBody::boxed(rest));
             }
             Poll::Ready(Some(Err(_))) | Poll::Pending => return None,
         }

@@ -295,6 +295,7 @@ mod routes;
 mod sender;
 mod service;
 mod transfer;
+mod upload;
 
 #[cfg(feature = "redis")]
 pub use builder::DEFAULT_FORWARD_TIMEOUT;

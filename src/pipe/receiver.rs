@@ -135,7 +135,7 @@ impl Inner {
             content_type.as_deref(),
             filename.as_deref(),
         );
-        *res.body_mut() = Body::new(TransferBody::new(source, transfer));
+        *res.body_mut() = Body::boxed(TransferBody::new(source, transfer));
         res
     }
 }

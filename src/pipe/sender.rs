@@ -10,7 +10,7 @@ use http::request::Parts;
 use http::Response;
 use tokio::time::Instant;
 
-use super::body::{salvage, Peeked, UploadBody};
+use super::body::{nudge, salvage, UploadBody};
 use super::headers::{declared_length, expects_continue, is_multipart};
 use super::hooks::{ClientLimit, Socket};
 use super::registry::{Left, Refused, State, Ticket, WeakRegistry};
@@ -140,7 +140,7 @@ impl Inner {
             .with_request_of(&DelayedResponse::for_parts(&parts))
             .on_abort(sender_left(self.registry.downgrade(), key.clone()));
         let body = if expects_continue(&parts) {
-            Peeked::nudge(body).await
+            nudge(body).await
         } else {
             body
         };

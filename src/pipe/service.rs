@@ -7,7 +7,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use tokio::time::Instant;
 
 use super::body::UploadBody;
@@ -144,10 +143,7 @@ impl Inner {
     {
         #[allow(unused_mut)] // without feature `redis`
         let (mut parts, body) = req.into_parts();
-        let body: UploadBody = Box::pin(
-            body.map_frame(|f| f.map_data(Into::into))
-                .map_err(Into::into),
-        );
+        let body = UploadBody::new(body);
         if self.cfg.protocol == Protocol::Piping {
             return self.piping(parts, body).await;
         }

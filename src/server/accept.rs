@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::io;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU8, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,6 +64,7 @@ pub(super) async fn run<S, B>(
         shutdown: server.shutdown.clone(),
         drain: CancellationToken::new(),
         force: CancellationToken::new(),
+        stage: AtomicU8::new(conn::SERVING),
         live: AtomicUsize::new(0),
         closed: Notify::new(),
     });
@@ -137,7 +138,7 @@ pub(super) async fn run<S, B>(
 /// lets the others finish within the grace period, then drops them.
 async fn shutdown(server: &Server, shared: &Shared) {
     server.shutdown.trigger();
-    shared.drain.cancel();
+    shared.drain();
     if tokio::time::timeout(server.grace_period, shared.at_most(0))
         .await
         .is_err()
@@ -146,7 +147,7 @@ async fn shutdown(server: &Server, shared: &Shared) {
             open = shared.live(),
             "grace period over; dropping the remaining connections"
         );
-        shared.force.cancel();
+        shared.force();
         // Each of them ends the next time its task runs.
         shared.at_most(0).await;
     }

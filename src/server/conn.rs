@@ -12,7 +12,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
@@ -52,6 +52,11 @@ pub(super) struct Shared {
     pub(super) drain: CancellationToken,
     /// Cancelled when the grace period is over: every connection closes.
     pub(super) force: CancellationToken,
+    /// How far the shutdown has gone ([`SERVING`], [`DRAINING`],
+    /// [`FORCED`]), set just before the token of that stage is cancelled.
+    /// A driver reads it on every wake-up, where asking a token takes two
+    /// locks (a shared one, on every connection's path).
+    pub(super) stage: AtomicU8,
     /// Open connections.
     pub(super) live: AtomicUsize,
     /// Notified whenever a connection closes. It has one waiter at a time:
@@ -60,7 +65,31 @@ pub(super) struct Shared {
     pub(super) closed: Notify,
 }
 
+/// [`Shared::stage`]: no shutdown.
+pub(super) const SERVING: u8 = 0;
+/// [`Shared::stage`]: `drain` is (being) cancelled.
+pub(super) const DRAINING: u8 = 1;
+/// [`Shared::stage`]: `force` is (being) cancelled.
+pub(super) const FORCED: u8 = 2;
+
 impl Shared {
+    /// Shutdown begins: connections finish their requests and close.
+    pub(super) fn drain(&self) {
+        self.stage.store(DRAINING, Ordering::Release);
+        self.drain.cancel();
+    }
+
+    /// The grace period is over: every connection closes.
+    pub(super) fn force(&self) {
+        self.stage.store(FORCED, Ordering::Release);
+        self.force.cancel();
+    }
+
+    /// How far the shutdown has gone.
+    pub(super) fn stage(&self) -> u8 {
+        self.stage.load(Ordering::Acquire)
+    }
+
     pub(super) fn live(&self) -> usize {
         self.live.load(Ordering::Acquire)
     }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{sleep_until, Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFuture;
 
-use super::conn::{after, ConnState, Shared};
+use super::conn::{after, ConnState, Shared, DRAINING, SERVING};
 use crate::error::BoxError;
 
 /// A hyper connection that can be asked to finish its requests and close.
@@ -73,6 +73,12 @@ pin_project! {
         // The drain signal, then (once draining) the force signal.
         #[pin]
         stop: WaitForCancellationFuture<'a>,
+        // The waker `stop` was last polled with. `stop` takes two locks
+        // per poll (one of them shared by every connection), so it is
+        // polled again only with another waker or once the shutdown has
+        // gone past the stage it answered for; it keeps the waker it has
+        // until then.
+        stop_waker: Option<Waker>,
         shared: &'a Shared,
         state: Arc<ConnState>,
         phase: Phase,
@@ -95,6 +101,7 @@ impl<'a, C> Driver<'a, C> {
             conn,
             timer: sleep_until(head_due),
             stop: shared.drain.cancelled(),
+            stop_waker: None,
             shared,
             state,
             phase: Phase::Head,
@@ -112,7 +119,15 @@ impl<C: Connection> Future for Driver<'_, C> {
         let mut this = self.project();
         this.state.driver.register(cx.waker());
 
-        if this.stop.as_mut().poll(cx).is_ready() {
+        let same_waker = this
+            .stop_waker
+            .as_ref()
+            .is_some_and(|w| w.will_wake(cx.waker()));
+        if !same_waker {
+            *this.stop_waker = Some(cx.waker().clone());
+        }
+        let seen = if *this.draining { DRAINING } else { SERVING };
+        if (!same_waker || this.shared.stage() > seen) && this.stop.as_mut().poll(cx).is_ready() {
             if *this.draining {
                 // The grace period is over.
                 return Poll::Ready(());

@@ -12,11 +12,11 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE, EXPECT};
 use http::request::Parts;
 use http::{HeaderName, Response, StatusCode};
-use http_body::Frame;
+use http_body::{Body as _, Frame};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::super::body::{Peeked, UploadBody};
+use super::super::body::{nudge, UploadBody};
 use super::super::headers::{declared_length, is_multipart};
 use super::super::hooks::{ClientLimit, Socket};
 use super::super::service::Inner;
@@ -83,7 +83,7 @@ impl Inner {
             .heartbeat(self.cfg.heartbeat.clone())
             .on_heartbeat(move |_| beat.line());
         let body = if parts.headers.get(EXPECT).is_some() {
-            Peeked::nudge(body).await
+            nudge(body).await
         } else {
             body
         };
@@ -258,7 +258,7 @@ impl ReadAhead {
     ///
     /// Cancel safe: a frame is kept only once it is read.
     async fn read(&mut self) -> Result<(), ()> {
-        let frame = std::future::poll_fn(|cx| self.rest.as_mut().poll_frame(cx)).await;
+        let frame = std::future::poll_fn(|cx| self.rest.poll_next_frame(cx)).await;
         match frame {
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data() {
@@ -284,7 +284,7 @@ impl ReadAhead {
     }
 
     fn into_body(self) -> UploadBody {
-        Box::pin(self)
+        UploadBody::boxed(self)
     }
 }
 
@@ -308,7 +308,7 @@ impl http_body::Body for ReadAhead {
                 let error = this.end.replace(None).flatten();
                 Poll::Ready(error.map(Err))
             }
-            None => this.rest.as_mut().poll_frame(cx),
+            None => this.rest.poll_next_frame(cx),
         }
     }
 

@@ -28,7 +28,7 @@ use http::header::{
     CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS,
 };
 use http::{HeaderName, Response, StatusCode};
-use http_body::{Frame, SizeHint};
+use http_body::{Body as _, Frame, SizeHint};
 use tokio::sync::mpsc;
 
 use super::super::body::{data_frame, Meter, Paced, Source, UploadBody};
@@ -186,7 +186,7 @@ pub(super) async fn run(mut sender: Sender, body: UploadBody, receivers: Vec<Rep
         if let Some(reply) = receivers.into_iter().next() {
             // A receiver that left drops the response, and its body cuts
             // the transfer.
-            let _ = reply.send(head.response(Body::new(body)));
+            let _ = reply.send(head.response(Body::boxed(body)));
         }
         return;
     }
@@ -201,7 +201,7 @@ pub(super) async fn run(mut sender: Sender, body: UploadBody, receivers: Vec<Rep
             delivered: 0,
             done: false,
         };
-        let _ = reply.send(head.response(Body::new(body)));
+        let _ = reply.send(head.response(Body::boxed(body)));
     }
     pump(source, senders, run).await;
 }

@@ -6,6 +6,7 @@ use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::pipe::body::UploadBody;
 use crate::pipe::hooks::Socket;
 
 /// A registry whose expiries are reported on a channel, with the time
@@ -31,7 +32,7 @@ fn reserve(registry: &Registry, id: &str, deadline: Instant) -> u64 {
 fn upload() -> Box<Upload> {
     let (_response, completion) = crate::DelayedResponse::new().handle();
     Box::new(Upload {
-        body: Box::pin(http_body_util::Empty::new().map_err(|e| match e {})),
+        body: UploadBody::boxed(http_body_util::Empty::new().map_err(|e| match e {})),
         boundary: None,
         completion,
         socket: Socket {

@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! cargo run --release -p load --bin pipe_load -- [stream|idle|all] [--bytes N] [--waiters N] [--no-curl] [--protocol ephemeral|piping|both]
+//! cargo run --release -p load --bin pipe_load -- callgrind [--bytes N] [--protocol ephemeral|piping] [--out DIR]
 //! ```
+//!
+//! `callgrind` counts the server's instructions per GB of a curl transfer
+//! instead of timing it ([`callgrind`]): a measure that holds on a busy
+//! machine.
 //!
 //! `stream` measures the ephemeral mode and the Piping mode
 //! (`pipe::Protocol::Piping`) in the same run by default, and prints the
@@ -27,6 +32,8 @@ use load::measure::{self, Process};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod callgrind;
+
 const BLOCK: usize = 256 << 10;
 
 const USAGE: &str =
@@ -36,6 +43,9 @@ const USAGE: &str =
   idle          --waiters (5000) senders waiting for their receivers: RSS, fds, and how soon
                 the fds are back after the clients close (vs bare hyper and the core alone)
   all           both (the default)
+  callgrind     one curl upload of --bytes (512 MiB) with the server under callgrind: its
+                user-space instructions per GB and per upload frame (needs valgrind; dumps in
+                --out DIR, target/callgrind)
   --no-curl     skip the curl → pipe → curl runs of `stream`
   --protocol P  which modes `stream` measures: ephemeral, piping, or both (the default: the
                 same transfer in each, and the Piping mode's speed as a ratio of the ephemeral's)
@@ -50,6 +60,10 @@ fn main() {
         return;
     }
     let mode = args.first().map(String::as_str).unwrap_or("all");
+    if mode == "callgrind" {
+        callgrind::run(&args[1..]);
+        return;
+    }
     let opt = |name: &str, default: u64| -> u64 {
         args.iter()
             .position(|a| a == name)
