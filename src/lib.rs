@@ -43,9 +43,10 @@
 //!   [`OnDeadline`](delayed::OnDeadline) hook on the core.
 //! - `hub` (feature `hub`): pub/sub channels over SSE and long-poll, with
 //!   cursors and replay, presence, JWT auth (feature `jwt`) and abuse limits.
-//! - `backplane`: where the hub's history, presence and fan-out (feature
-//!   `hub`) and signal's swarms (feature `signal`) live; in memory by
-//!   default, in Redis with feature `redis`.
+//! - `backplane`: where state shared by several instances lives: the hub's
+//!   history, presence and fan-out, signal's swarms, park's jobs and
+//!   results, and which instance holds each pipe; in memory (one instance)
+//!   by default, in Redis with feature `redis`.
 //! - [`limit`]: per-client limits: who a request comes from
 //!   ([`limit::ClientKey`]), and the `429 Too Many Requests` every service
 //!   answers a client at its cap.
@@ -70,8 +71,8 @@
 //! | | `server` | `error`, `body`, `delayed` |
 //! | | `proxy` | `delayed`, `http` |
 //! | | `limit` | `body`, `http`, `server` |
-//! | shared state | `backplane` (feature `hub`) | the core |
-//! | services | `park`, `pipe`, `signal`, `hub` | the core, `limit`; `hub` and `signal` also `backplane`; never one another |
+//! | shared state | `backplane` (features `hub`, `signal`, `park`, `pipe`; Redis with `redis`) | the core |
+//! | services | `park`, `pipe`, `signal`, `hub` | the core, `limit`, `backplane`; never one another |
 //! | tools | `testing` | the core |
 //!
 //! The core knows nothing of the services: `park` plugs into `wait` through

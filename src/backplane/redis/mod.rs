@@ -81,9 +81,12 @@ impl RedisBuilder {
         self
     }
 
-    /// The lease of a stream's presence entry (default 15 s), renewed every
-    /// third of it while the connection lives: when this instance dies, its
-    /// users leave at most this long after.
+    /// The lease of everything this process holds in Redis (default 15 s),
+    /// renewed every third of it while it lives: a hub stream's presence
+    /// entry, a signal instance's peers and swarms, a park job's owner, a
+    /// pipe id's owner. When this process dies, the other instances see its
+    /// users leave, its swarms end, its jobs lost and its pipes gone at most
+    /// this long after.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_millis(30));
         self
