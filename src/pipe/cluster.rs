@@ -92,7 +92,7 @@ fn bad_gateway() -> Response<Body> {
 }
 
 fn empty() -> UploadBody {
-    Box::pin(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}))
+    UploadBody::boxed(http_body_util::Empty::<Bytes>::new().map_err(|never| match never {}))
 }
 
 impl Inner {
