@@ -29,6 +29,7 @@ pub(crate) struct Sub {
     dirty: bool,
 }
 
+#[cfg_attr(not(any(feature = "signal", feature = "park")), allow(dead_code))]
 pub(crate) enum Control {
     Subscribe(Arc<str>),
     Unsubscribe(Arc<str>),

@@ -25,7 +25,8 @@ use redis::Script;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{ms, RedisBackplane, Shared, TopicEvent};
+use super::topic::TopicEvent;
+use super::{ms, RedisBackplane, Shared};
 use crate::backplane::jobs::{Claim, JobBackplane, JobInbox, JobResult, JobState};
 use crate::backplane::BoxFuture;
 use crate::error::Error;

@@ -54,8 +54,6 @@ use crate::http::lock;
 use crate::limit::{ClientKey, Rate};
 
 use fanout::{Control, Sub, Waiters};
-#[allow(unused_imports)] // until the other modules' backplanes use them
-pub(crate) use topic::{Topic, TopicEvent};
 
 /// Settings for a [`RedisBackplane`]; from [`RedisBackplane::builder`].
 #[derive(Debug, Clone)]
@@ -266,14 +264,6 @@ impl RedisBackplane {
             tokio::spawn(fanout::keep(Arc::downgrade(&shared))).abort_handle(),
         ];
         Ok(RedisBackplane { shared, tasks })
-    }
-}
-
-impl RedisBackplane {
-    /// The connections and settings, for the other modules' Redis parts.
-    #[allow(dead_code)] // until the other modules' backplanes use it
-    pub(crate) fn shared(&self) -> &Arc<Shared> {
-        &self.shared
     }
 }
 

@@ -8,14 +8,13 @@
 //! each handle gets [`TopicEvent::Resubscribed`], so its owner can re-read
 //! whatever state it was waiting on.
 
-// Until the signal, park and pipe backplanes use it.
-#![allow(dead_code)]
+// Used by signal's and park's Redis parts.
+#![cfg_attr(not(any(feature = "signal", feature = "park")), allow(dead_code))]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
-use redis::AsyncCommands;
 use tokio::sync::{mpsc, watch};
 
 use super::{io, Shared};
@@ -67,11 +66,6 @@ impl Topic {
     /// The next event; `None` once the backplane is gone.
     pub(crate) async fn recv(&mut self) -> Option<TopicEvent> {
         self.rx.recv().await
-    }
-
-    /// The topic's name.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
     }
 }
 
@@ -141,17 +135,6 @@ impl Shared {
         } else {
             Err(io("redis: the topic subscription timed out"))
         }
-    }
-
-    /// Publishes `payload` to a topic; returns how many processes were
-    /// subscribed to it.
-    ///
-    /// # Errors
-    ///
-    /// Redis failed or did not answer within the timeout.
-    pub(crate) async fn send(&self, name: &str, payload: &[u8]) -> Result<usize, Error> {
-        let mut cmd = self.cmd.clone();
-        self.call(cmd.publish(self.topic_key(name), payload)).await
     }
 
     /// Hands a pub/sub message of a topic to its handles.
