@@ -15,7 +15,7 @@ use delayed_response::hub::{
 };
 use http::request::Parts;
 use serde_json::Value;
-use support::redis::RedisServer;
+use support::redis::{on_big_stack, RedisServer};
 use support::sse::{SseEvent, SseStream};
 use support::*;
 
@@ -240,20 +240,7 @@ async fn publish_when_back(addr: SocketAddr, channel: &str, body: &str) -> RawRe
 
 #[test]
 fn redis_down_for_two_seconds_answers_503_keeps_subscribers_and_sends_a_gap_after() {
-    // On a thread with an 8 MiB stack: a debug build's frames for this
-    // scenario (a megabyte of them) overflow a test thread's 2 MiB.
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(redis_down_for_two_seconds());
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    on_big_stack(redis_down_for_two_seconds);
 }
 
 async fn redis_down_for_two_seconds() {

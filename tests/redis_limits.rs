@@ -14,7 +14,7 @@ use delayed_response::hub::{
 };
 use delayed_response::limit::Rate;
 use http::request::Parts;
-use support::redis::RedisServer;
+use support::redis::{on_big_stack, RedisServer};
 use support::sse::SseStream;
 use support::*;
 
@@ -123,20 +123,7 @@ async fn the_connect_rate_is_one_budget_across_instances() {
 
 #[test]
 fn with_redis_gone_each_instance_counts_its_own_budget() {
-    // On a thread with an 8 MiB stack, as tests/redis.rs does for Redis
-    // going away: a debug build's reconnection frames are deep.
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(redis_gone());
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    on_big_stack(redis_gone);
 }
 
 async fn redis_gone() {

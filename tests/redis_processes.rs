@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use support::example::*;
-use support::redis::RedisServer;
+use support::redis::{on_big_stack, RedisServer};
 use support::sse::{SseEvent, SseStream};
 use support::*;
 
@@ -94,21 +94,7 @@ async fn present(addr: SocketAddr) -> Vec<String> {
 
 #[test]
 fn a_killed_instance_s_users_leave_exactly_once_and_the_others_lose_nothing() {
-    // On a thread with an 8 MiB stack: in a debug build the poll frame of
-    // this scenario's async body (a slot for every await's temporaries) is
-    // over a test thread's 2 MiB.
-    std::thread::Builder::new()
-        .stack_size(8 << 20)
-        .spawn(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(kill_one_of_three());
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    on_big_stack(kill_one_of_three);
 }
 
 async fn kill_one_of_three() {

@@ -128,3 +128,27 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// Runs `scenario` on a current-thread runtime, on a thread with an 8 MiB
+/// stack: in a debug build the frames of a long Redis scenario (the
+/// client's reconnections, an async body with many awaits) overflow a test
+/// thread's 2 MiB.
+#[allow(dead_code)] // not every test file that uses Redis needs it
+pub fn on_big_stack<F, Fut>(scenario: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(scenario());
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}

@@ -150,6 +150,30 @@ impl Inner {
         Ok(())
     }
 
+    /// Runs the create or the join script: one peer (`cid`, with the hash
+    /// of its token) enters `swarm` on this instance, within `max` (0: no
+    /// cap). Returns the script's answer.
+    async fn enter(
+        &self,
+        script: &Script,
+        swarm: &str,
+        cid: &str,
+        token: &str,
+        max: Option<usize>,
+    ) -> Result<i64, Error> {
+        self.check()?;
+        let mut cmd = self.shared.cmd.clone();
+        let mut inv = script.prepare_invoke();
+        inv.arg(&self.shared.prefix)
+            .arg(swarm)
+            .arg(cid)
+            .arg(token_hash(token))
+            .arg(&self.instance)
+            .arg(self.ttl())
+            .arg(max.unwrap_or(0));
+        self.shared.call(inv.invoke_async(&mut cmd)).await
+    }
+
     /// Renews the lease and sweeps; `Ok(true)` when renewed, `Ok(false)`
     /// when this instance had been removed (or `reset`) and starts afresh.
     async fn tick(&self, reset: bool) -> Result<bool, Error> {
@@ -329,17 +353,9 @@ impl SwarmNode for Node {
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.check()?;
-            let mut cmd = inner.shared.cmd.clone();
-            let mut inv = inner.scripts.create.prepare_invoke();
-            inv.arg(&inner.shared.prefix)
-                .arg(swarm)
-                .arg(cid)
-                .arg(token_hash(token))
-                .arg(&inner.instance)
-                .arg(inner.ttl())
-                .arg(max_swarms.unwrap_or(0));
-            let created: i64 = inner.shared.call(inv.invoke_async(&mut cmd)).await?;
+            let created = inner
+                .enter(&inner.scripts.create, swarm, cid, token, max_swarms)
+                .await?;
             Ok(created == 1)
         })
     }
@@ -353,17 +369,9 @@ impl SwarmNode for Node {
     ) -> BoxFuture<'a, Result<JoinOutcome, Error>> {
         Box::pin(async move {
             let inner = &self.inner;
-            inner.check()?;
-            let mut cmd = inner.shared.cmd.clone();
-            let mut inv = inner.scripts.join.prepare_invoke();
-            inv.arg(&inner.shared.prefix)
-                .arg(swarm)
-                .arg(cid)
-                .arg(token_hash(token))
-                .arg(&inner.instance)
-                .arg(inner.ttl())
-                .arg(max_peers.unwrap_or(0));
-            let joined: i64 = inner.shared.call(inv.invoke_async(&mut cmd)).await?;
+            let joined = inner
+                .enter(&inner.scripts.join, swarm, cid, token, max_peers)
+                .await?;
             Ok(match joined {
                 1 => JoinOutcome::Joined,
                 0 => JoinOutcome::NoSwarm,
