@@ -55,7 +55,7 @@ use tokio::sync::mpsc;
 
 const USAGE: &str = "usage: load_hub [--subscribers N] [--channels N] [--messages N] \
                      [--size BYTES] [--rate PER_SECOND] [--http1-only] [--redis [URL]] \
-                     [--instances N]";
+                     [--instances N] [--nchan]";
 
 #[derive(Clone)]
 struct Args {
@@ -69,6 +69,9 @@ struct Args {
     /// `Some(None)`: Redis, started here.
     redis: Option<Option<String>>,
     instances: Option<usize>,
+    /// Run the same load against nginx with nchan (Debian's
+    /// `libnginx-mod-nchan`) instead of the hub.
+    nchan: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -82,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
         serve: false,
         redis: None,
         instances: None,
+        nchan: false,
     };
     let mut it = std::env::args().skip(1).peekable();
     while let Some(arg) = it.next() {
@@ -99,6 +103,7 @@ fn parse_args() -> Result<Args, String> {
             "--instances" => args.instances = Some((value("--instances")? as usize).max(1)),
             "--http1-only" => args.http1_only = true,
             "--serve" => args.serve = true,
+            "--nchan" => args.nchan = true,
             "--redis" => {
                 let url = it.next_if(|v| v.starts_with("redis://"));
                 args.redis = Some(url);
@@ -160,8 +165,100 @@ async fn serve(http1_only: bool, redis: Option<String>) {
         .await;
 }
 
+/// A process and its children (nginx's workers), for memory and CPU.
+fn family(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // `pid (comm) state ppid …`: the fields after the last `)`.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                pids.push(child);
+            }
+        }
+    }
+    pids
+}
+
 fn rss_kib(pid: u32) -> u64 {
-    load::measure::Process::pid(pid).rss_kib().unwrap_or(0)
+    family(pid)
+        .into_iter()
+        .map(|p| load::measure::Process::pid(p).rss_kib().unwrap_or(0))
+        .sum()
+}
+
+fn cpu_of(pid: u32) -> Duration {
+    family(pid)
+        .into_iter()
+        .map(|p| {
+            load::measure::Process::pid(p)
+                .cpu_time()
+                .unwrap_or_default()
+        })
+        .sum()
+}
+
+/// nginx with nchan on a free port, two workers, `/sub/{channel}` as
+/// EventSource, `/pub/{channel}` as publisher, `/nchan_status`.
+fn start_nchan() -> (Child, SocketAddr) {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let dir = std::env::temp_dir().join(format!("load_hub_nchan_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let conf = format!(
+        "load_module /usr/lib/nginx/modules/ngx_nchan_module.so;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+daemon off;
+events {{ worker_connections 20000; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  server {{
+    listen {addr};
+    location ~ ^/sub/(.+)$ {{ nchan_subscriber eventsource; nchan_channel_id $1; }}
+    location ~ ^/pub/(.+)$ {{ nchan_publisher; nchan_channel_id $1; }}
+    location = /nchan_status {{ nchan_stub_status; }}
+  }}
+}}
+",
+        dir = dir.display()
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).expect("nginx.conf");
+    let child = Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            eprintln!(
+                "load_hub: cannot start nginx (apt-get install nginx libnginx-mod-nchan): {e}"
+            );
+            std::process::exit(1);
+        });
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return (child, addr);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("load_hub: nginx did not listen on {addr}");
+    std::process::exit(1);
 }
 
 fn start_server(args: &Args, redis: Option<&str>) -> (Child, SocketAddr) {
@@ -198,7 +295,19 @@ async fn request(addr: SocketAddr, req: &str) -> String {
     String::from_utf8_lossy(&buf[start..]).into_owned()
 }
 
-async fn connections(addr: SocketAddr) -> usize {
+async fn connections(addr: SocketAddr, nchan: bool) -> usize {
+    if nchan {
+        let status = request(
+            addr,
+            "GET /nchan_status HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        return status
+            .lines()
+            .find_map(|l| l.strip_prefix("subscribers: "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0);
+    }
     let stats = request(
         addr,
         "GET /stats HTTP/1.1\r\nHost: l\r\nConnection: close\r\n\r\n",
@@ -251,7 +360,8 @@ async fn subscriber(
     wrong: Arc<AtomicUsize>,
 ) {
     let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET /sub/load-{channel} HTTP/1.1\r\nHost: l\r\n\r\n");
+    let req =
+        format!("GET /sub/load-{channel} HTTP/1.1\r\nHost: l\r\nAccept: text/event-stream\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 16384];
@@ -304,9 +414,14 @@ async fn client(args: Args) {
         Some(None) => own_redis.as_ref().map(RedisServer::url),
         None => None,
     };
-    let mut servers: Vec<(Child, SocketAddr)> = (0..instances)
-        .map(|_| start_server(&args, redis_url.as_deref()))
-        .collect();
+    let mut servers: Vec<(Child, SocketAddr)> = if args.nchan {
+        vec![start_nchan()]
+    } else {
+        (0..instances)
+            .map(|_| start_server(&args, redis_url.as_deref()))
+            .collect()
+    };
+    let instances = servers.len();
     let addrs: Vec<SocketAddr> = servers.iter().map(|(_, a)| *a).collect();
     let rss = |servers: &[(Child, SocketAddr)]| -> u64 {
         servers.iter().map(|(c, _)| rss_kib(c.id())).sum()
@@ -329,7 +444,7 @@ async fn client(args: Args) {
     drop(tx);
     for (k, addr) in addrs.iter().enumerate() {
         let share = (k..args.subscribers).step_by(instances).count();
-        while connections(*addr).await < share {
+        while connections(*addr, args.nchan).await < share {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -340,14 +455,7 @@ async fn client(args: Args) {
     let filler = "x".repeat(args.size.saturating_sub(32));
     // The instances' CPU (`utime + stime`), Redis's not included.
     let cpu = |servers: &[(Child, SocketAddr)]| -> Duration {
-        servers
-            .iter()
-            .map(|(c, _)| {
-                load::measure::Process::pid(c.id())
-                    .cpu_time()
-                    .expect("server CPU time")
-            })
-            .sum()
+        servers.iter().map(|(c, _)| cpu_of(c.id())).sum()
     };
     let cpu0 = cpu(&servers);
     let started = Instant::now();
@@ -359,7 +467,8 @@ async fn client(args: Args) {
         }
         let body = format!("t={} m={m} {filler}", epoch.elapsed().as_micros());
         let req = format!(
-            "POST /pub/load-{} HTTP/1.1\r\nHost: l\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /pub/load-{} HTTP/1.1\r\nHost: l\r\nAccept: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
             m % args.channels,
             body.len()
         );
@@ -409,6 +518,12 @@ async fn client(args: Args) {
         redis_report(&calls, args.messages);
     }
     for (child, _) in &mut servers {
+        if args.nchan {
+            // nginx stops its workers on SIGTERM.
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+        }
         drop(child.stdin.take());
         let _ = child.wait();
     }
