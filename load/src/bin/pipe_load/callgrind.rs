@@ -118,8 +118,9 @@ pub(crate) fn run(args: &[String]) {
 /// One curl → pipe → curl transfer of `bytes` zeros; `armed` runs once the
 /// sender waits for its receiver, before the receiver starts. `path`:
 /// the Piping mode's path (`None`: the ephemeral mode, where the sender's
-/// first line is the download URL).
-fn transfer(addr: &str, path: Option<&str>, bytes: u64, armed: impl FnOnce()) {
+/// first line is the download URL). Returns what the sender's curl printed
+/// after its first line.
+pub(super) fn transfer(addr: &str, path: Option<&str>, bytes: u64, armed: impl FnOnce()) -> String {
     let upload = format!("http://{addr}{}", path.unwrap_or("/zeros"));
     let mut sender = Command::new("curl")
         .args(["-sS", "-N", "-T", "-", &upload])
@@ -167,4 +168,5 @@ fn transfer(addr: &str, path: Option<&str>, bytes: u64, armed: impl FnOnce()) {
     let mut tail = String::new();
     let _ = out.read_to_string(&mut tail);
     let _ = sender.wait();
+    tail
 }

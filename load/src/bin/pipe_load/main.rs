@@ -21,7 +21,7 @@
 //! waiters, with some room (it is checked): each waiter holds a socket in
 //! this process and one in the server.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -507,53 +507,25 @@ async fn read_line_with(stream: &mut TcpStream, needle: &str) {
     }
 }
 
-/// The Piping mode with curl: `curl -T - URL` (chunked, fed zeros by this
-/// process) and `curl -o /dev/null URL`, the receiver after the sender.
-async fn piping_run_curl(bytes: u64) -> Run {
-    let server = Server::spawn(&["serve-piping"]);
-    let addr = server.addr;
-    let url = format!("http://{addr}/zeros");
+/// curl → pipe → curl: `curl -T -` (chunked, fed zeros by this process)
+/// and `curl -o /dev/null`, the receiver once the sender waits; in the
+/// Piping mode (`piping`) both on `/zeros`, else the receiver on the URL
+/// the sender got.
+async fn curl_run(bytes: u64, piping: bool) -> Run {
+    let server = Server::spawn(&[if piping { "serve-piping" } else { "serve-pipe" }]);
+    let addr = server.addr.to_string();
     let run = measured(&server, async move {
-        let mut sender = Command::new("curl")
-            .args(["-sS", "-N", "-T", "-", &url])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("curl");
-        let mut out = BufReader::new(sender.stdout.take().expect("stdout"));
-        let mut stdin = sender.stdin.take().expect("stdin");
-        let feeder = std::thread::spawn(move || {
-            let block = vec![0u8; BLOCK];
-            let mut left = bytes;
-            while left > 0 {
-                let n = left.min(BLOCK as u64) as usize;
-                if stdin.write_all(&block[..n]).is_err() {
-                    break;
-                }
-                left -= n as u64;
-            }
-        });
-        let mut out = tokio::task::spawn_blocking(move || {
-            let mut first = String::new();
-            out.read_line(&mut first).expect("first line");
-            out
+        let tail = tokio::task::spawn_blocking(move || {
+            callgrind::transfer(&addr, piping.then_some("/zeros"), bytes, || {})
         })
         .await
-        .expect("first line");
-        let receiver = Command::new("curl")
-            .args(["-sS", "-o", "/dev/null", "-w", "%{size_download}", &url])
-            .output()
-            .expect("curl receiver");
-        let got: u64 = String::from_utf8_lossy(&receiver.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        assert_eq!(got, bytes, "curl receiver got {got} bytes");
-        let _ = feeder.join();
-        let mut tail = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut tail);
-        let _ = sender.wait();
-        assert!(tail.contains("received successfully"), "sender: {tail:?}");
+        .expect("the curl transfer");
+        let done = if piping {
+            "received successfully"
+        } else {
+            "done:"
+        };
+        assert!(tail.contains(done), "sender: {tail:?}");
     })
     .await;
     server.stop();
@@ -576,65 +548,6 @@ async fn read_url(stream: &mut TcpStream) -> String {
     }
 }
 
-/// curl → pipe → curl: `curl -T -` (chunked, fed zeros by this process) and
-/// `curl -o /dev/null`.
-async fn pipe_run_curl(bytes: u64) -> Run {
-    let server = Server::spawn(&["serve-pipe"]);
-    let addr = server.addr;
-    let run = measured(&server, async move {
-        let mut sender = Command::new("curl")
-            .args(["-sS", "-N", "-T", "-", &format!("http://{addr}/zeros")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("curl");
-        let mut out = BufReader::new(sender.stdout.take().expect("stdout"));
-        let mut url = String::new();
-        let mut stdin = sender.stdin.take().expect("stdin");
-        let feeder = std::thread::spawn(move || {
-            let block = vec![0u8; BLOCK];
-            let mut left = bytes;
-            while left > 0 {
-                let n = left.min(BLOCK as u64) as usize;
-                if stdin.write_all(&block[..n]).is_err() {
-                    break;
-                }
-                left -= n as u64;
-            }
-        });
-        let (url, mut out) = tokio::task::spawn_blocking(move || {
-            out.read_line(&mut url).expect("url");
-            (url, out)
-        })
-        .await
-        .expect("url");
-        let receiver = Command::new("curl")
-            .args([
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{size_download}",
-                url.trim(),
-            ])
-            .output()
-            .expect("curl receiver");
-        let got: u64 = String::from_utf8_lossy(&receiver.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0);
-        assert_eq!(got, bytes, "curl receiver got {got} bytes");
-        let _ = feeder.join();
-        let mut tail = String::new();
-        let _ = std::io::Read::read_to_string(&mut out, &mut tail);
-        let _ = sender.wait();
-        assert!(tail.contains("done:"), "sender: {tail:?}");
-    })
-    .await;
-    server.stop();
-    run
-}
-
 /// Which modes of the pipe `stream` measures.
 #[derive(Clone, Copy)]
 struct Modes {
@@ -654,7 +567,7 @@ async fn stream_bench(bytes: u64, curl: bool, modes: Modes) {
         rust.print("pipe (Rust clients, Content-Length)", bytes, Some(&raw));
         ephemeral.0 = Some(rust);
         if curl {
-            let c = pipe_run_curl(bytes).await;
+            let c = curl_run(bytes, false).await;
             c.print("pipe (curl -T - → curl -o, chunked)", bytes, Some(&raw));
             ephemeral.1 = Some(c);
         }
@@ -669,7 +582,7 @@ async fn stream_bench(bytes: u64, curl: bool, modes: Modes) {
         );
         piping.0 = Some(rust);
         if curl {
-            let c = piping_run_curl(bytes).await;
+            let c = curl_run(bytes, true).await;
             c.print(
                 "pipe, Piping mode (curl -T - → curl -o, chunked)",
                 bytes,
