@@ -313,23 +313,6 @@ async fn a_slow_redis_never_stalls_a_heartbeat() {
     a.server.stop().await;
 }
 
-/// Script calls (`EVAL`, `EVALSHA`) Redis has answered so far.
-async fn script_calls(redis: &RedisServer) -> u64 {
-    let stats = redis.command("INFO commandstats").await;
-    stats
-        .lines()
-        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
-        .filter_map(|l| {
-            l.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 #[tokio::test]
 async fn a_publish_is_one_redis_round_trip_whatever_the_number_of_subscribers() {
     let Some(redis) = RedisServer::start().await else {
@@ -351,12 +334,12 @@ async fn a_publish_is_one_redis_round_trip_whatever_the_number_of_subscribers() 
         while streams.len() < subscribers {
             streams.push(SseStream::open(server.addr, "/sub/fan").await);
         }
-        let before = script_calls(&redis).await;
+        let before = redis.script_calls().await;
         for i in 0..10 {
             let res = publish(server.addr, "fan", &format!("m{i}")).await;
             assert_eq!(json(&res)["subscribers"], subscribers);
         }
-        calls.push(script_calls(&redis).await - before);
+        calls.push(redis.script_calls().await - before);
     }
     assert_eq!(
         calls,

@@ -296,7 +296,7 @@ async fn a_socket_waiting_over_several_leases_is_still_reached_from_b() {
 
 #[tokio::test]
 async fn a_forged_forward_header_is_refused_and_takes_nothing() {
-    let Some((_redis, a, b)) = two(pipe).await else {
+    let Some((redis, a, b)) = two(pipe).await else {
         return;
     };
     let mut sender = Sender::open(a.addr, &post(2)).await;
@@ -309,6 +309,18 @@ async fn a_forged_forward_header_is_refused_and_takes_nothing() {
         let res = read_response(&mut send_raw(addr, &forged).await).await;
         assert_eq!(res.status, 403, "{}", res.text());
     }
+    // A wrong secret makes the instance read the secret again at most once
+    // a second, not once per request (lease renewals may add a few calls).
+    let before = redis.script_calls().await;
+    for _ in 0..50 {
+        let res = read_response(&mut send_raw(b.addr, &forged).await).await;
+        assert_eq!(res.status, 403, "{}", res.text());
+    }
+    let calls = redis.script_calls().await - before;
+    assert!(
+        calls < 10,
+        "50 forged forwards cost {calls} Redis script calls"
+    );
     let got = download(b.addr, &sender.id).await;
     assert_eq!((got.status, got.text().as_str()), (200, "ok"));
     a.stop().await;

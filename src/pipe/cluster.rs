@@ -54,8 +54,8 @@ pub(super) struct Cluster {
     /// The ids this instance holds, renewed while their socket lives.
     held: Mutex<HashSet<String>>,
     renewing: AtomicBool,
-    /// The shared secret as last read (checked again on a mismatch).
-    secret: Mutex<Option<String>>,
+    /// The shared secret as last read, and when.
+    secret: Mutex<Option<(String, std::time::Instant)>>,
 }
 
 impl Cluster {
@@ -70,19 +70,33 @@ impl Cluster {
         })
     }
 
-    /// Is `given` the shared secret? Read again from the backplane when it
-    /// differs from the one known (the store may have lost and remade it).
-    async fn verify(&self, given: &str) -> Result<bool, crate::Error> {
-        let known = lock(&self.secret).clone();
-        if known.is_some_and(|s| secret_matches(&s, given)) {
-            return Ok(true);
+    /// The shared secret: as last read when that is less than `max_age`
+    /// ago, else read from the backplane.
+    async fn secret(&self, max_age: Duration) -> Result<String, crate::Error> {
+        if let Some((secret, at)) = lock(&self.secret).as_ref() {
+            if at.elapsed() < max_age {
+                return Ok(secret.clone());
+            }
         }
         let fresh = self.backplane.secret().await?;
-        let ok = secret_matches(&fresh, given);
-        *lock(&self.secret) = Some(fresh);
-        Ok(ok)
+        *lock(&self.secret) = Some((fresh.clone(), std::time::Instant::now()));
+        Ok(fresh)
+    }
+
+    /// Is `given` the shared secret? On a mismatch the secret is read again
+    /// (the store may have lost and remade it), but at most once per
+    /// [`SECRET_FRESH`]: wrong secrets cost no Redis call each.
+    async fn verify(&self, given: &str) -> Result<bool, crate::Error> {
+        if secret_matches(&self.secret(Duration::MAX).await?, given) {
+            return Ok(true);
+        }
+        Ok(secret_matches(&self.secret(SECRET_FRESH).await?, given))
     }
 }
+
+/// How long a secret read from the backplane is used before it is read
+/// again (for sending), and how often a wrong one makes it read again.
+const SECRET_FRESH: Duration = Duration::from_secs(1);
 
 fn bad_gateway() -> Response<Body> {
     text(
@@ -207,7 +221,7 @@ impl Inner {
         parts: &Parts,
         upload: bool,
     ) -> Result<HeaderMap, Response<Body>> {
-        let secret = match cluster.backplane.secret().await {
+        let secret = match cluster.secret(SECRET_FRESH).await {
             Ok(secret) => secret,
             Err(error) => {
                 tracing::warn!(%error, "pipe: no forward secret");

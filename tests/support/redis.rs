@@ -103,6 +103,33 @@ impl RedisServer {
 
     /// Sends one inline command (`FLUSHALL`, `DEBUG SLEEP 1`) and returns
     /// the raw reply.
+    /// Script calls (`EVAL`, `EVALSHA`) this server has answered so far.
+    #[allow(dead_code)] // not every test file that uses Redis needs it
+    pub async fn script_calls(&self) -> u64 {
+        self.calls(&["evalsha", "eval"]).await
+    }
+
+    /// Calls of `commands` (lower case) this server has answered so far.
+    #[allow(dead_code)] // not every test file that uses Redis needs it
+    pub async fn calls(&self, commands: &[&str]) -> u64 {
+        let stats = self.command("INFO commandstats").await;
+        stats
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                if !commands.contains(&name) {
+                    return None;
+                }
+                rest.split("calls=")
+                    .nth(1)?
+                    .split(',')
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     pub async fn command(&self, inline: &str) -> String {
         self.try_command(inline).await.expect("redis command")
     }
