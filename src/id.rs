@@ -12,12 +12,35 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N], crate::Error> {
     Ok(buf)
 }
 
-// The text form of park's and the pipe's ids; signal writes hex instead.
-#[cfg(any(feature = "park", feature = "pipe"))]
+// The text form of park's and the pipe's ids and of the backplane's tokens.
+#[cfg(any(
+    feature = "park",
+    feature = "pipe",
+    all(feature = "redis", feature = "signal")
+))]
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/// 128 bits from the OS CSPRNG as unpadded base64url (22 characters): an
+/// unguessable id, secret or instance name.
+///
+/// # Errors
+///
+/// As [`random_bytes`].
+#[cfg(any(
+    feature = "park",
+    feature = "pipe",
+    all(feature = "redis", feature = "signal")
+))]
+pub(crate) fn random_token() -> Result<String, crate::Error> {
+    Ok(base64url(&random_bytes::<16>()?))
+}
+
 /// Unpadded base64url (RFC 4648 §5).
-#[cfg(any(feature = "park", feature = "pipe"))]
+#[cfg(any(
+    feature = "park",
+    feature = "pipe",
+    all(feature = "redis", feature = "signal")
+))]
 pub(crate) fn base64url(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

@@ -48,7 +48,7 @@ impl Remote {
         let started = self
             .started
             .get_or_try_init(|| async {
-                let node = crate::id::random_bytes::<16>().map(|b| crate::id::base64url(&b))?;
+                let node = crate::id::random_token()?;
                 let inbox = self.backplane.inbox(&node).await?;
                 let keeper = tokio::spawn(keep(
                     store.downgrade(),

@@ -35,9 +35,7 @@ impl Store {
             .running_per_client
             .try_acquire(client)
             .ok_or(ParkError::ClientBusy)?;
-        let id = crate::id::random_bytes::<16>()
-            .map(|b| crate::id::base64url(&b))
-            .map_err(|_| ParkError::NoEntropy)?;
+        let id = crate::id::random_token().map_err(|_| ParkError::NoEntropy)?;
         Ok((permit, id))
     }
 

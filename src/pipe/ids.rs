@@ -71,7 +71,7 @@ pub(crate) const SECRET_LEN: usize = 22;
 ///
 /// Only when the OS has no entropy source (the request gets `503`).
 pub(crate) fn new_secret() -> Result<String, crate::Error> {
-    Ok(crate::id::base64url(&crate::id::random_bytes::<16>()?))
+    crate::id::random_token()
 }
 
 /// Could `s` be an upload secret?

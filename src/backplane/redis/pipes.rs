@@ -100,12 +100,8 @@ impl Shared {
     }
 
     async fn pipe_secret(&self) -> Result<String, Error> {
-        // 128 bits from the OS CSPRNG, as hex; only the first instance's is
-        // kept.
-        let fresh: String = crate::id::random_bytes::<16>()?
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        // Only the first instance's is kept.
+        let fresh = crate::id::random_token()?;
         let mut inv = SECRET.prepare_invoke();
         inv.key(self.key("pipes", "secret")).arg(fresh);
         let mut cmd = self.cmd.clone();

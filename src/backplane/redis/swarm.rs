@@ -85,10 +85,6 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn token_hash(token: &str) -> String {
     sha1_smol::Sha1::from(token).digest().to_string()
 }
@@ -97,7 +93,7 @@ async fn attach(
     shared: Arc<Shared>,
     sink: Weak<dyn SwarmSink>,
 ) -> Result<Arc<dyn SwarmNode>, Error> {
-    let instance = hex(&crate::id::random_bytes::<16>()?);
+    let instance = crate::id::random_token()?;
     let inner = Arc::new(Inner {
         shared,
         instance,
@@ -425,10 +421,5 @@ mod tests {
         assert_eq!(hash.len(), 40);
         assert!(!hash.contains("0123456789abcdef"));
         assert_eq!(hash, token_hash("0123456789abcdef0123456789abcdef"));
-    }
-
-    #[test]
-    fn hex_is_lowercase_and_two_digits_a_byte() {
-        assert_eq!(hex(&[0, 0xab, 0x5]), "00ab05");
     }
 }
