@@ -362,10 +362,13 @@ async fn bad_input_gets_the_answers_of_one_instance() {
         )
         .await;
         assert_eq!(res.status, 413);
+        // An id that names no swarm costs the instance no subscription.
+        let subscribes = redis.calls(&["subscribe", "unsubscribe"]).await;
         assert_eq!(
             get_status(elsewhere, &format!("/{unknown}")).await.status,
             404
         );
+        assert_eq!(redis.calls(&["subscribe", "unsubscribe"]).await, subscribes);
         assert_eq!(get_status(elsewhere, "/nothex").await.status, 404);
         assert_eq!(get_status(elsewhere, "/a/b").await.status, 404);
     }

@@ -151,16 +151,13 @@ impl Registry {
         id: Id,
         client: &ClientKey,
     ) -> Result<ResponseFuture, Refusal> {
-        let permit = match self.peer_permit(client) {
-            Ok(permit) => permit,
-            Err(refusal) => {
-                // As on one instance, no such swarm is 404 before the cap.
-                if self.find(id).is_none() && !self.exists_remote(remote, id).await? {
-                    return Err(Refusal::NoSwarm);
-                }
-                return Err(refusal);
-            }
-        };
+        // A swarm not known here is looked up first (one `EXISTS`): an id
+        // that names no swarm costs no subscription, and, as on one
+        // instance, no such swarm is 404 before the per-client cap.
+        if self.find(id).is_none() && !self.exists_remote(remote, id).await? {
+            return Err(Refusal::NoSwarm);
+        }
+        let permit = self.peer_permit(client)?;
         let node = self.node(remote).await?;
         let (cid, token) = (random()?, random()?);
         let (id_s, cid_s) = (id.to_string(), cid.to_string());
