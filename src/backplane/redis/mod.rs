@@ -84,9 +84,10 @@ impl RedisBuilder {
     /// entry, a signal instance's peers and swarms, a park job's owner, a
     /// pipe id's owner. When this process dies, the other instances see its
     /// users leave, its swarms end, its jobs lost and its pipes gone at most
-    /// this long after.
+    /// this long after. Taken within 30 ms and one day.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(30));
+        // At most a day: deadlines are `now + lease / 3`.
+        self.lease = lease.clamp(Duration::from_millis(30), Duration::from_secs(86_400));
         self
     }
 
